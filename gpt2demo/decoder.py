@@ -41,8 +41,10 @@ class KVCache:
         new_rows = max(rows, 2 * have_rows)  # doubling keeps reallocations rare as a class joins
         new_positions = max(have_positions, -(-positions // SEQ_CHUNK) * SEQ_CHUNK)
         for layer, (old_k, old_v) in enumerate(zip(self.keys, self.values)):
-            k = old_k.new_empty(new_rows, self.shape_tail[0], new_positions, self.shape_tail[1])
-            v = torch.empty_like(k)
+            # Zeros, not empty(): masked-out positions still enter the attention products,
+            # and uninitialised memory can hold NaN, which a mask does not cancel (NaN * 0 = NaN).
+            k = old_k.new_zeros(new_rows, self.shape_tail[0], new_positions, self.shape_tail[1])
+            v = torch.zeros_like(k)
             k[:have_rows, :, :have_positions] = old_k
             v[:have_rows, :, :have_positions] = old_v
             self.keys[layer], self.values[layer] = k, v

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Iterator
 
@@ -17,7 +17,7 @@ import torch
 
 from gpt2demo.decoder import GPT2Decoder, KVCache
 from gpt2demo.sampling import pick_next_token
-from gpt2demo.settings import SamplingSettings, bilingual, check_prompt
+from gpt2demo.settings import SamplingSettings, bilingual, check_prompt, check_settings
 from gpt2demo.sources import ModelSourceError, ResolvedSource, resolve_source
 from gpt2demo.textstream import TextStream
 
@@ -193,17 +193,17 @@ def prepare_prompt(model: LoadedModel, prompt: str, settings: SamplingSettings) 
     window = model.window
     wanted = min(settings.max_new_tokens, window - 1)
     notices = []
-    if len(ids) + wanted > window:
+    if len(ids) >= window:
         # Keep the newest text, leaving room for what was asked (at most half the window).
+        # A prompt that fits is kept whole; then only max_new_tokens shrinks.
         keep = window - min(wanted, window // 2)
-        if len(ids) > keep:
-            notices.append(
-                bilingual(
-                    f"The prompt had {len(ids)} tokens; only its last {keep} fit GPT-2's {window}-token window.",
-                    f"提示有 {len(ids)} 个 token，只有最后 {keep} 个能放进 GPT-2 的 {window} token 窗口。",
-                )
+        notices.append(
+            bilingual(
+                f"The prompt had {len(ids)} tokens; only its last {keep} fit GPT-2's {window}-token window.",
+                f"提示有 {len(ids)} 个 token，只有最后 {keep} 个能放进 GPT-2 的 {window} token 窗口。",
             )
-            ids = ids[-keep:]
+        )
+        ids = ids[-keep:]
     max_new_tokens = min(wanted, window - len(ids))
     if max_new_tokens < settings.max_new_tokens:
         notices.append(
@@ -220,6 +220,8 @@ class Generation:
 
     def __init__(self, model: LoadedModel, prompt: str, settings: SamplingSettings, cancel: threading.Event | None = None):
         self.model = model
+        # Checked again here, against this model's vocabulary, so no caller can skip the check.
+        settings = check_settings(**asdict(settings), vocab_size=model.vocab_size)
         seed = settings.seed if settings.seed is not None else secrets.randbelow(2**32)
         self.settings = replace(settings, seed=seed)  # the seed actually used, so the run can be repeated
         self.prompt = prepare_prompt(model, prompt, settings)

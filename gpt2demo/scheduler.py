@@ -189,9 +189,9 @@ class Scheduler:
         message = RuntimeError(bilingual(f"Generation failed: {type(error).__name__}: {error}", f"生成失败：{type(error).__name__}: {error}"))
         with self._wakeup:
             failed, self._running = list(self._running.values()), {}
+        self._batch = DecodeBatch(self.model)  # start clean so the next request works
         for ticket in failed:
             ticket.deliver(message)
-        self._batch = DecodeBatch(self.model)  # start clean so the next request works
 
     def _fail_all(self, error: Exception) -> None:
         with self._wakeup:

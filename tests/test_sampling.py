@@ -1,0 +1,83 @@
+import math
+
+import torch
+from transformers import RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from gpt2demo.sampling import apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, pick_next_token, warp_logits
+from gpt2demo.settings import SamplingSettings
+
+NEG = float("-inf")
+
+
+def test_top_k_keeps_exactly_the_k_largest_and_leaves_input_alone():
+    logits = torch.tensor([[1.0, 5.0, 3.0, 4.0, 2.0]])
+    before = logits.clone()
+    assert apply_top_k(logits, 2).tolist() == [[NEG, 5.0, NEG, 4.0, NEG]]
+    assert torch.equal(logits, before)
+
+
+def test_top_k_keeps_ties_and_is_off_at_zero_and_at_vocab_size():
+    logits = torch.tensor([[1.0, 3.0, 3.0, 2.0]])
+    assert apply_top_k(logits, 1).tolist() == [[NEG, 3.0, 3.0, NEG]]
+    assert apply_top_k(logits, 0) is logits
+    assert apply_top_k(logits, 4) is logits
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([[0.3, 0.05, 0.5, 0.15]])
+    logits = probs.log()
+    kept = lambda p: torch.isfinite(apply_top_p(logits, p)).tolist()[0]
+    assert kept(0.7) == [True, False, True, False]  # 0.5 + 0.3 = 0.8 >= 0.7
+    assert kept(0.85) == [True, False, True, True]  # needs 0.15 too
+    assert kept(0.4) == [False, False, True, False]  # the top token alone
+    assert kept(1.0) == [True, True, True, True]
+
+
+def test_temperature_and_repetition_penalty_exact_values():
+    logits = torch.tensor([[2.0, -2.0, 1.0]])
+    assert apply_temperature(logits, 2.0).tolist() == [[1.0, -1.0, 0.5]]
+    assert apply_repetition_penalty(logits, torch.tensor([[0, 1]]), 2.0).tolist() == [[1.0, -4.0, 1.0]]
+    assert logits.tolist() == [[2.0, -2.0, 1.0]]
+
+
+def test_same_results_as_transformers_processors():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 1000)
+    previous = torch.randint(0, 1000, (3, 7))
+    ours = warp_logits(apply_repetition_penalty(logits, previous, 1.3), SamplingSettings(temperature=0.7, top_k=50, top_p=0.9))
+    theirs = RepetitionPenaltyLogitsProcessor(1.3)(previous, logits.clone())
+    for warper in (TemperatureLogitsWarper(0.7), TopKLogitsWarper(50), TopPLogitsWarper(0.9)):
+        theirs = warper(previous, theirs)
+    assert torch.equal(ours, theirs)
+
+
+def test_top_k_sampling_never_leaves_the_k_most_likely():
+    torch.manual_seed(1)
+    logits = torch.randn(500)
+    allowed = set(torch.topk(logits, 5).indices.tolist())
+    generator = torch.Generator().manual_seed(0)
+    settings = SamplingSettings(top_k=5)
+    picks = {pick_next_token(logits, torch.empty(0, dtype=torch.long), settings, generator).token_id for _ in range(300)}
+    assert picks <= allowed
+    assert len(picks) == 5  # and it does use all five
+
+
+def test_greedy_takes_the_argmax_and_reports_the_distribution():
+    logits = torch.tensor([0.1, 2.0, -1.0, 1.5])
+    pick = pick_next_token(logits, torch.empty(0, dtype=torch.long), SamplingSettings(greedy=True), None, num_candidates=3)
+    expected = torch.softmax(logits, dim=-1)
+    assert pick.token_id == 1
+    assert pick.candidate_ids == [1, 3, 0]
+    assert all(math.isclose(p, float(expected[i]), rel_tol=1e-6) for p, i in zip(pick.candidate_probabilities, pick.candidate_ids))
+    assert pick.candidate_kept == [True, False, False]
+
+
+def test_candidates_show_probabilities_after_temperature_and_the_cut():
+    logits = torch.tensor([0.0, 3.0, 1.0, 2.0])
+    settings = SamplingSettings(top_k=2, temperature=0.5)
+    pick = pick_next_token(logits, torch.empty(0, dtype=torch.long), settings, torch.Generator().manual_seed(0), num_candidates=4)
+    expected = torch.softmax(logits / 0.5, dim=-1)
+    assert pick.candidate_ids == [1, 3, 2, 0]
+    assert all(math.isclose(p, float(expected[i]), rel_tol=1e-6) for p, i in zip(pick.candidate_probabilities, pick.candidate_ids))
+    assert pick.candidate_kept == [True, True, False, False]
+    assert pick.token_id in (1, 3)

@@ -1,0 +1,140 @@
+"""Continuous batching: every request's output equals running it alone."""
+
+import threading
+import time
+
+import pytest
+
+from gpt2demo.engine import DecodeBatch, Generation, generate_text
+from gpt2demo.scheduler import Scheduler, ServerBusy
+from gpt2demo.settings import SamplingSettings
+
+from conftest import TUTORIAL_PROMPT
+
+PROMPTS = ["Hello", TUTORIAL_PROMPT, "你好，世界", "a b c d e f g h i j k l m n o p q r s t", ""]
+SETTINGS = [
+    SamplingSettings(greedy=True, max_new_tokens=30),
+    SamplingSettings(seed=1, max_new_tokens=45, top_k=0, top_p=0.9, temperature=0.7, repetition_penalty=1.3),
+    SamplingSettings(seed=2, max_new_tokens=12, top_k=50, temperature=1.3),
+    SamplingSettings(seed=3, max_new_tokens=38, top_k=5, repetition_penalty=0.8),
+    SamplingSettings(seed=4, max_new_tokens=25),
+]
+
+
+def test_a_mixed_batch_with_late_joiners_matches_each_request_alone(tiny_model):
+    alone = [generate_text(tiny_model, p, s).token_ids for p, s in zip(PROMPTS, SETTINGS)]
+    batch = DecodeBatch(tiny_model)
+    generations = [Generation(tiny_model, p, s) for p, s in zip(PROMPTS, SETTINGS)]
+    join_at = {0: [0, 1], 3: [2], 10: [3, 4]}  # requests join between steps
+    step_number = 0
+    while step_number == 0 or batch:
+        for index in join_at.get(step_number, []):
+            batch.add(generations[index])
+        batch.step()
+        step_number += 1
+    assert [g.new_token_ids for g in generations] == alone
+    assert batch.cache.rows == 0  # every finished request's cache row was freed
+
+
+def test_a_cancelled_request_leaves_the_batch_at_the_next_step(tiny_model):
+    batch = DecodeBatch(tiny_model)
+    staying = Generation(tiny_model, "Hello", SamplingSettings(seed=0, max_new_tokens=20))
+    leaving = Generation(tiny_model, "Bye", SamplingSettings(seed=0, max_new_tokens=20))
+    batch.add(staying)
+    batch.add(leaving)
+    batch.step()
+    leaving.cancel.set()
+    results = batch.step()
+    assert [(g is leaving, s.finish_reason) for g, s in results] == [(True, "stopped"), (False, None)]
+    assert batch.rows == [staying] and batch.cache.rows == 1
+    while batch:
+        batch.step()
+    assert staying.new_token_ids == generate_text(tiny_model, "Hello", SamplingSettings(seed=0, max_new_tokens=20)).token_ids
+
+
+def collect(scheduler, prompt, settings, results, index, delay=0.0):
+    time.sleep(delay)
+    ticket = scheduler.submit(prompt, settings)
+    steps = list(ticket)
+    results[index] = ("".join(s.text for s in steps), ticket.generation.new_token_ids, steps[-1].finish_reason)
+
+
+def test_concurrent_submissions_match_running_alone(tiny_model):
+    alone = [generate_text(tiny_model, p, s) for p, s in zip(PROMPTS, SETTINGS)]
+    scheduler = Scheduler(tiny_model, max_batch=3, queue_size=10)
+    results = {}
+    try:
+        threads = [threading.Thread(target=collect, args=(scheduler, p, s, results, i, 0.02 * i)) for i, (p, s) in enumerate(zip(PROMPTS, SETTINGS))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert [results[i] for i in range(len(PROMPTS))] == [(a.text, a.token_ids, a.finish_reason) for a in alone]
+        assert scheduler.stats().running == 0 and scheduler.stats().waiting == 0
+    finally:
+        scheduler.close()
+
+
+def test_a_full_queue_refuses_with_a_clear_message(tiny_model):
+    scheduler = Scheduler(tiny_model, max_batch=1, queue_size=1)
+    hold = threading.Event()
+    original = scheduler._batch.step
+
+    def slow_step():
+        hold.wait(timeout=30)
+        return original()
+
+    scheduler._batch.step = slow_step
+    try:
+        first = scheduler.submit("a", SamplingSettings(seed=0, max_new_tokens=5))
+        time.sleep(0.5)  # let the scheduler admit it; it now blocks in slow_step
+        second = scheduler.submit("b", SamplingSettings(seed=0, max_new_tokens=5))
+        assert second.ahead == 0
+        with pytest.raises(ServerBusy, match="The server is busy; 2 requests are ahead of you"):
+            scheduler.submit("c", SamplingSettings(seed=0, max_new_tokens=5))
+        hold.set()
+        assert [s.finish_reason for s in first][-1] == "length"
+        assert [s.finish_reason for s in second][-1] == "length"
+    finally:
+        hold.set()
+        scheduler.close()
+
+
+def test_an_error_inside_a_step_reaches_the_stream_and_the_next_request_works(tiny_model):
+    scheduler = Scheduler(tiny_model, max_batch=4)
+    broken = scheduler._batch
+    broken.step = lambda: (_ for _ in ()).throw(RuntimeError("simulated failure"))
+    try:
+        ticket = scheduler.submit("Hello", SamplingSettings(seed=0, max_new_tokens=5))
+        with pytest.raises(RuntimeError, match="Generation failed: RuntimeError: simulated failure"):
+            list(ticket)
+        assert scheduler._batch is not broken
+        ticket = scheduler.submit("Hello", SamplingSettings(seed=0, max_new_tokens=5))
+        assert [s.finish_reason for s in ticket][-1] == "length"
+        assert ticket.generation.new_token_ids == generate_text(tiny_model, "Hello", SamplingSettings(seed=0, max_new_tokens=5)).token_ids
+    finally:
+        scheduler.close()
+
+
+def test_async_iteration_and_cancel(tiny_model):
+    import asyncio
+
+    scheduler = Scheduler(tiny_model, max_batch=2)
+
+    async def consume():
+        ticket = scheduler.submit(TUTORIAL_PROMPT, SamplingSettings(seed=0, max_new_tokens=500))
+        steps = []
+        async for step in ticket:
+            steps.append(step)
+            if len(steps) == 5:
+                ticket.cancel()
+        return steps
+
+    try:
+        steps = asyncio.run(consume())
+        assert [s.finish_reason for s in steps][-2:] == [None, "stopped"]
+        assert len(steps) in (6, 7)  # at most one token already in flight when cancel() ran
+        time.sleep(0.2)
+        assert scheduler.stats().running == 0 and len(scheduler._batch) == 0
+    finally:
+        scheduler.close()
