@@ -34,12 +34,16 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return logits / temperature
 
 
+def kth_largest(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """The k-th largest value along the last axis, kept as (..., 1): the top-k threshold."""
+    return torch.topk(logits, top_k, dim=-1).values[..., -1:]
+
+
 def apply_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
     """Keep only the top_k largest logits (ties at the k-th value are kept, as in transformers)."""
     if top_k <= 0 or top_k >= logits.shape[-1]:
         return logits
-    kth_largest = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
-    return logits.masked_fill(logits < kth_largest, float("-inf"))
+    return logits.masked_fill(logits < kth_largest(logits, top_k), float("-inf"))
 
 
 def apply_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -73,6 +77,19 @@ class Pick:
     candidate_kept: list[bool]  # whether top-k/top-p left the candidate in the running
 
 
+def sample_index(probs: torch.Tensor, generator: torch.Generator | None) -> int:
+    """Draw one index from a 1-D distribution by inverting its cumulative sum.
+
+    torch.multinomial draws one exponential per entry (5 ms over GPT-2's 50257 tokens
+    here); one uniform and a binary search give the same distribution for ~0.1 ms.
+    """
+    cumulative = probs.cumsum(dim=0)
+    target = torch.rand((), generator=generator) * cumulative[-1]
+    # right=True: the first entry whose cumulative sum exceeds the target; zero-probability
+    # entries add nothing to the sum, so they can never be drawn.
+    return min(int(torch.searchsorted(cumulative, target, right=True)), probs.shape[0] - 1)
+
+
 def pick_next_token(
     logits: torch.Tensor,
     previous_ids: torch.Tensor,
@@ -88,21 +105,26 @@ def pick_next_token(
         generator: the request's own random stream, so each request is reproducible alone or batched.
         num_candidates: how many of the most likely tokens to report.
     """
-    logits = logits.float().unsqueeze(0)  # (1, vocab)
-    penalized = apply_repetition_penalty(logits, previous_ids.unsqueeze(0), settings.repetition_penalty)
-    # What the teaching views show: the distribution after temperature, before any cut.
-    shown_probs = apply_temperature(penalized, 1.0 if settings.greedy else settings.temperature).softmax(dim=-1)[0]
-    if settings.greedy:
-        token_id = int(penalized[0].argmax())
-        kept_mask = None
-    else:
-        warped = warp_logits(penalized, settings)[0]
-        kept_mask = torch.isfinite(warped)
-        token_id = int(torch.multinomial(warped.softmax(dim=-1), 1, generator=generator))
+    penalized = apply_repetition_penalty(logits.float().unsqueeze(0), previous_ids.unsqueeze(0), settings.repetition_penalty)[0]
+    scaled = penalized if settings.greedy else apply_temperature(penalized, settings.temperature)
+    shown_probs = scaled.softmax(dim=-1)  # what the teaching views show: after temperature, before any cut
     top_probs, top_ids = torch.topk(shown_probs, min(num_candidates, shown_probs.shape[-1]))
-    kept = [True] * len(top_ids) if kept_mask is None else kept_mask[top_ids].tolist()
     if settings.greedy:
+        token_id = int(top_ids[0])  # the argmax, as transformers' greedy search (penalty applied)
         kept = [i == 0 for i in range(len(top_ids))]
+    else:
+        # Same distribution as apply_top_k then apply_top_p over the whole vocabulary, but
+        # the top-p sort and the draw run over the top-k survivors only.
+        survivors = None
+        if 0 < settings.top_k < scaled.shape[-1]:
+            survivors = (scaled >= kth_largest(scaled, settings.top_k)).nonzero().squeeze(-1)
+        pool = scaled if survivors is None else scaled[survivors]
+        pool = apply_top_p(pool.unsqueeze(0), settings.top_p)[0]
+        choice = sample_index(pool.softmax(dim=-1), generator)
+        token_id = choice if survivors is None else int(survivors[choice])
+        kept_mask = torch.zeros_like(scaled, dtype=torch.bool)
+        kept_mask[slice(None) if survivors is None else survivors] = torch.isfinite(pool)
+        kept = kept_mask[top_ids].tolist()
     return Pick(
         token_id=token_id,
         probability=float(shown_probs[token_id]),
