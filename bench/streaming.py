@@ -1,0 +1,132 @@
+"""Tokens/s through the web app (as a gradio_client sees them) vs the raw generator.
+
+    python bench/streaming.py
+
+Builds a GPT-2-small-shaped stand-in (124M parameters, random weights: same speed
+as GPT-2), serves it with `python app.py` in its own process, and times 100 new
+tokens from the tutorial's prompt, same seed and settings, once each after two
+warm-up runs of the same length: the engine's generate_steps() in this process, then the app's
+/generate endpoint streamed by gradio_client. Both clocks run from the request
+to the last token, so the client's figure includes everything the app adds
+(queue, HTTP, per-token messages). Prints a table, then one JSON line.
+
+On a busy machine, `--repeats 5` alternates the two paths five times and
+reports the median of each, so a neighbour's burst does not decide the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gpt2demo.engine import generate_steps, load_model  # noqa: E402
+from gpt2demo.settings import SamplingSettings  # noqa: E402
+from gpt2demo.standin import GPT2_SMALL, build_standin  # noqa: E402
+
+PROMPT = "Yesterday, a man named Jack said he saw an alien,"  # the tutorial's prompt
+SETTINGS = SamplingSettings(max_new_tokens=100, top_k=10, seed=0)  # the tutorial's top-k, a fixed seed
+WARMUP = SamplingSettings(max_new_tokens=100, top_k=10, seed=1)  # same length: the first long run pays one-off costs
+WARMUP_RUNS = 2
+TARGET_RATIO = 0.9
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def time_raw(model, settings: SamplingSettings) -> tuple[float, int, str]:
+    """Seconds from the call to the last token, tokens made, and the continuation."""
+    started = time.perf_counter()
+    steps = list(generate_steps(model, PROMPT, settings))
+    return time.perf_counter() - started, sum(s.token_id is not None for s in steps), "".join(s.text for s in steps)
+
+
+def time_client(client, settings: SamplingSettings) -> tuple[float, int, str]:
+    """Seconds from submit to the last partial result, partial results with new text, and the text."""
+    started = time.perf_counter()
+    job = client.submit(prompt=PROMPT, max_new_tokens=settings.max_new_tokens, top_k=settings.top_k,
+                        seed=str(settings.seed), api_name="/generate")
+    finished, updates = started, 0
+    for text, *_ in job:
+        finished = time.perf_counter()
+        updates += 1
+    text, _html, status, _seed = job.outputs()[-1]
+    tokens = int(status.split(" ")[0])  # "100 tokens · ..."
+    return finished - started, tokens, text[len(PROMPT):]
+
+
+def serve(model_dir: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--model", str(model_dir), "--device", "cpu",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def connect(url: str, deadline_seconds: float = 120):
+    from gradio_client import Client
+
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        try:
+            return Client(url, verbose=False, analytics_enabled=False)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def measure(repeats: int) -> tuple[list[tuple], list[tuple]]:
+    """(seconds, tokens, text) of each measured raw and client run."""
+    with tempfile.TemporaryDirectory() as folder:
+        model_dir = build_standin(Path(folder) / "gpt2-small", GPT2_SMALL, seed=0)
+        port = free_port()
+        server = serve(model_dir, port)
+        try:
+            client = connect(f"http://127.0.0.1:{port}/")
+            model = load_model(str(model_dir), "cpu")
+            for _ in range(WARMUP_RUNS):  # the first runs of a process pay one-off costs (allocator, thread pool)
+                time_client(client, WARMUP)  # the first also waits for the app's model
+                time_raw(model, WARMUP)
+            raw, client_runs = [], []
+            for _ in range(repeats):
+                raw.append(time_raw(model, SETTINGS))
+                client_runs.append(time_client(client, SETTINGS))
+            return raw, client_runs
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1, help="measured runs of each path (median reported)")
+    repeats = parser.parse_args().repeats
+    raw, client_runs = measure(repeats)
+    raw_rates = [tokens / seconds for seconds, tokens, _ in raw]
+    client_rates = [tokens / seconds for seconds, tokens, _ in client_runs]
+    raw_tok_s, client_tok_s = statistics.median(raw_rates), statistics.median(client_rates)
+    ratio = client_tok_s / raw_tok_s
+    same_text = all(c[2] == r[2] for c, r in zip(client_runs, raw))
+    print(f"GPT-2 small shapes, CPU, {SETTINGS.max_new_tokens} new tokens, top_k={SETTINGS.top_k}, seed={SETTINGS.seed}, "
+          f"{repeats} measured run(s) each")
+    print(f"{'path':<28}{'tokens':>8}{'seconds':>10}{'tokens/s':>10}")
+    for name, runs in (("raw generate_steps()", raw), ("gradio_client via app", client_runs)):
+        for seconds, tokens, _ in runs:
+            print(f"{name:<28}{tokens:>8}{seconds:>10.2f}{tokens / seconds:>10.2f}")
+    print(f"ratio client/raw (medians): {ratio:.3f} (target >= {TARGET_RATIO}); same text: {same_text}")
+    print(json.dumps({"raw_tok_s": round(raw_tok_s, 2), "client_tok_s": round(client_tok_s, 2), "ratio": round(ratio, 3),
+                      "same_text": same_text, "tokens": SETTINGS.max_new_tokens, "repeats": repeats}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Serve the page: queue sizes, password, share link with a local fallback, safe launch settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from gpt2demo.scheduler import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
+from gpt2demo.ui.handlers import Handlers
+from gpt2demo.ui.i18n import I18N, message
+from gpt2demo.ui.model_panel import Exposure
+from gpt2demo.ui.page import build_page
+from gpt2demo.ui.service import ModelService
+
+SPARE_WORKERS = 8  # Gradio worker slots beyond the generate handlers (page loads, timers)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What app.py's flags decide about serving."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[str, str] | None = None
+    max_batch: int = DEFAULT_MAX_BATCH  # requests decoded together
+    queue_size: int = DEFAULT_QUEUE_SIZE  # waiting requests, in the scheduler's line and in Gradio's queue
+    concurrency: int | None = None  # generate handlers at once; None = max_batch + queue_size
+
+    @property
+    def handler_concurrency(self) -> int:
+        # Beyond max_batch, handlers wait in the scheduler's line, where they can show "N ahead of you".
+        return self.concurrency if self.concurrency is not None else self.max_batch + self.queue_size
+
+
+def parse_auth(text: str) -> tuple[str, str]:
+    """'USER:PASS' -> (user, password); the password may itself contain ':'."""
+    user, colon, password = text.partition(":")
+    if not colon or not user or not password:
+        raise ValueError(f"--auth must look like USER:PASS (got {text!r})")
+    return user, password
+
+
+def check_options(options: ServerOptions) -> None:
+    """Raise ValueError when the numbers cannot keep the batch full."""
+    if options.max_batch < 1 or options.queue_size < 0:
+        raise ValueError("--max-batch must be at least 1 and --queue-size at least 0")
+    if options.handler_concurrency < options.max_batch:
+        raise ValueError(
+            f"--concurrency ({options.handler_concurrency}) must be at least --max-batch ({options.max_batch}), "
+            "or the batch can never be full"
+        )
+
+
+def build_demo(service: ModelService, options: ServerOptions) -> tuple[gr.Blocks, Handlers]:
+    """The page with its queue set up, and its handlers (whose Exposure launch() fills in)."""
+    check_options(options)
+    handlers = Handlers(service, Exposure(share_requested=options.share, has_auth=options.auth is not None))
+    demo, _ = build_page(handlers, options.handler_concurrency)
+    demo.queue(max_size=options.queue_size)
+    return demo, handlers
+
+
+def launch(demo: gr.Blocks, handlers: Handlers, options: ServerOptions, block: bool = True) -> str:
+    """Start serving; returns the local URL. With block=True, serve until interrupted."""
+    if options.share and options.auth is None:
+        print("[gpt2demo] WARNING: " + message("en", "public_no_auth"), flush=True)
+    _, local_url, share_url = demo.launch(
+        server_name=options.host,
+        server_port=options.port,
+        share=options.share,
+        auth=options.auth,
+        prevent_thread_lock=True,  # so the share outcome can be recorded before blocking
+        ssr_mode=False,  # security advisory on Gradio 6.27-6.31 with SSR on
+        enable_monitoring=False,  # no /monitoring endpoint
+        max_file_size=0,  # the page has no upload components: refuse every upload
+        mcp_server=False,
+        run_history=False,  # prompts stay out of browsers' saved history on shared machines
+        max_threads=options.handler_concurrency + SPARE_WORKERS,  # Gradio's workers bound its concurrency
+        i18n=I18N,
+        footer_links=["api"],
+    )
+    handlers.exposure.local_url = local_url
+    handlers.exposure.share_url = share_url
+    if handlers.exposure.share_failed:
+        print("[gpt2demo] " + message("en", "share_failed", url=local_url), flush=True)
+    if block:
+        demo.block_thread()
+    return local_url
