@@ -1,8 +1,11 @@
 """The functions the page's events call; tests call them directly.
 
-generate() is an async generator over the scheduler's ticket, so that when
-Gradio cancels it (Stop via the API's cancel, a closed tab) the `finally`
-cancels the ticket and the shared batch drops the request before its next token.
+generate() is an async generator over the scheduler's ticket. Two ways end it early:
+- the page's Stop button (stop()) cancels the tab's ticket: the stream ends with
+  its 'stopped' step, so the status line can say so;
+- Gradio closing or cancelling the handler (an API client's cancel, a closed tab)
+  runs its `finally`, which cancels the ticket.
+Either way the shared batch drops the request before its next token.
 """
 
 from __future__ import annotations
