@@ -37,16 +37,20 @@ class ServerBusy(RuntimeError):
 class Ticket:
     """A submitted request: iterate it (sync or async) for its Steps, cancel() to leave."""
 
-    def __init__(self, generation: Generation) -> None:
+    def __init__(self, generation: Generation, on_cancel=None) -> None:
         self.generation = generation
+        self._on_cancel = on_cancel  # lets the scheduler drop a cancelled request still in line at once
         self._items: deque[Step | BaseException] = deque()
         self._ready = threading.Condition()
         self._async_wakeups: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self.ahead = 0  # requests waiting before this one; 0 once it runs
+        self.admitted = False  # True once it has a row in the batch
 
     def cancel(self) -> None:
         """Stop before the next token (idempotent); the stream then ends with a 'stopped' step."""
         self.generation.cancel.set()
+        if self._on_cancel is not None:
+            self._on_cancel(self)
 
     def deliver(self, item: Step | BaseException) -> None:
         """Called by the scheduler thread: hand over a step or the error that ended the request."""
@@ -101,8 +105,9 @@ class Ticket:
 
 @dataclass(frozen=True)
 class SchedulerStats:
-    running: int
-    waiting: int
+    running: int  # requests admitted and not finished
+    waiting: int  # requests in line for a row
+    rows: int = 0  # rows in the decode batch (= running, but for the moment of a prefill)
 
 
 class Scheduler:
@@ -127,7 +132,7 @@ class Scheduler:
     def submit(self, prompt: str, settings: SamplingSettings) -> Ticket:
         """Queue a request; raises ValueError for a bad prompt and ServerBusy when the queue is full."""
         generation = Generation(self.model, prompt, settings)  # tokenizes and checks the prompt here, in the caller
-        ticket = Ticket(generation)
+        ticket = Ticket(generation, self._drop_if_waiting)
         with self._wakeup:
             if self._closed:
                 raise RuntimeError("the scheduler is closed")
@@ -141,7 +146,17 @@ class Scheduler:
 
     def stats(self) -> SchedulerStats:
         with self._wakeup:
-            return SchedulerStats(running=len(self._running), waiting=len(self._waiting))
+            return SchedulerStats(running=len(self._running), waiting=len(self._waiting), rows=len(self._batch))
+
+    def _drop_if_waiting(self, ticket: Ticket) -> None:
+        # A request cancelled while in line leaves the line now, not when its turn comes.
+        with self._wakeup:
+            if ticket not in self._waiting:
+                return  # running: the batch drops it before its next token
+            self._waiting.remove(ticket)
+            for place, other in enumerate(self._waiting):
+                other.ahead = place
+        ticket.deliver(ticket.generation.stopped_step())
 
     def close(self) -> None:
         """Stop the thread; requests still queued or running end with an error."""
@@ -160,7 +175,7 @@ class Scheduler:
             for place, ticket in enumerate(self._waiting):
                 ticket.ahead = place
             for ticket in admitted:
-                ticket.ahead = 0
+                ticket.ahead, ticket.admitted = 0, True
                 self._running[id(ticket.generation)] = ticket
             return admitted
 

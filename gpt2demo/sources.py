@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpt2demo.settings import bilingual
+
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 MODELSCOPE_GPT2 = "AI-ModelScope/gpt2"
 HF_GPT2 = "openai-community/gpt2"
@@ -131,9 +133,11 @@ def _resolve_default() -> ResolvedSource:
             print(f"[gpt2demo] {error}", flush=True)
     attempts = "; ".join(tried)
     if (BUNDLED_DIR / "config.json").is_file():
-        notice = (
+        notice = bilingual(
             f"GPT-2 could not be had ({attempts}). Using the small offline model bundled with gpt2demo; "
-            f"its text is much weaker than GPT-2's. To get real GPT-2: {MANUAL_FETCH_COMMAND}"
+            f"its text is much weaker than GPT-2's. To get real GPT-2: {MANUAL_FETCH_COMMAND}",
+            f"无法获取 GPT-2（{attempts}）。正在使用 gpt2demo 自带的小型离线模型，生成质量远不如 GPT-2。"
+            f"获取真正的 GPT-2：{MANUAL_FETCH_COMMAND}",
         )
         print(f"[gpt2demo] {notice}", flush=True)
         return ResolvedSource(BUNDLED_DIR, "bundled", "bundled", fallback_notice=notice, tried=tried)

@@ -136,7 +136,7 @@ def test_cancelling_a_job_stops_its_generation(app, client):
     wait_until(lambda: generation.finish_reason is not None, "the generation to end")
     assert generation.finish_reason == "stopped" and len(generation.new_token_ids) < 1000
     wait_until(lambda: service.stats().running == 0, "the batch to empty")
-    assert len(service.scheduler._batch) == 0
+    assert service.stats().rows == 0
 
 
 def test_app_py_serves_and_the_client_example_runs_against_it(tiny_model_dir):

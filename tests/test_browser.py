@@ -104,7 +104,7 @@ def test_text_grows_token_by_token_and_stop_really_stops(app, browser):
     # The engine stopped: the request left the batch and nothing runs for it any more.
     assert generation.finish_reason == "stopped" and len(generation.new_token_ids) < LONG
     wait_until(lambda: service.stats().running == 0, "the batch to empty")
-    assert len(service.scheduler._batch) == 0
+    assert service.stats().rows == 0
     # The page shows exactly what the engine made, and says why it ended.
     tokens = len(generation.new_token_ids)
     assert final_text == TUTORIAL_PROMPT + service.model.tokenizer.decode(generation.new_token_ids)
@@ -131,7 +131,7 @@ def test_closing_the_tab_stops_its_generation(app, browser):
     wait_until(lambda: generation.finish_reason is not None, "the generation to end")
     assert generation.finish_reason == "stopped" and len(generation.new_token_ids) < LONG
     wait_until(lambda: service.stats().running == 0, "the batch to empty")
-    assert len(service.scheduler._batch) == 0
+    assert service.stats().rows == 0
     wait_until(lambda: len(handlers.runs) == 0, "the page's handler to end")  # it ends at its next yield
 
 

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from gpt2demo.engine import DecodeBatch, Generation, generate_text
-from gpt2demo.scheduler import Scheduler, ServerBusy
+from gpt2demo.scheduler import Scheduler, SchedulerStats, ServerBusy
 from gpt2demo.settings import SamplingSettings
 
 from conftest import TUTORIAL_PROMPT
@@ -137,4 +137,26 @@ def test_async_iteration_and_cancel(tiny_model):
         time.sleep(0.2)
         assert scheduler.stats().running == 0 and len(scheduler._batch) == 0
     finally:
+        scheduler.close()
+
+
+def test_a_request_cancelled_while_in_line_leaves_the_line_at_once(tiny_model):
+    scheduler = Scheduler(tiny_model, max_batch=1, queue_size=4)
+    hold = threading.Event()
+    original = scheduler._batch.step
+    scheduler._batch.step = lambda: (hold.wait(timeout=30), original())[1]
+    try:
+        running = scheduler.submit("a", SamplingSettings(seed=0, max_new_tokens=3))
+        time.sleep(0.5)
+        waiting = scheduler.submit("b", SamplingSettings(seed=0, max_new_tokens=3))
+        behind = scheduler.submit("c", SamplingSettings(seed=0, max_new_tokens=3))
+        assert (running.admitted, waiting.admitted, behind.ahead) == (True, False, 1)
+        assert scheduler.stats() == SchedulerStats(running=1, waiting=2, rows=1)
+        waiting.cancel()
+        assert [s.finish_reason for s in waiting] == ["stopped"]
+        assert (scheduler.stats().waiting, behind.ahead) == (1, 0)
+        hold.set()
+        assert [s.finish_reason for s in behind][-1] == "length"
+    finally:
+        hold.set()
         scheduler.close()

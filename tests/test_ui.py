@@ -187,7 +187,7 @@ def test_closing_the_stream_cancels_the_generation_within_one_token(service):
     # The step running when cancel came finishes (+1); one more may have begun between our count and the cancel.
     assert len(generation.new_token_ids) - made_before_close <= 2
     assert generation.finish_reason == "stopped"
-    assert len(service.scheduler._batch) == 0 and len(handlers.runs) == 0
+    assert service.stats().rows == 0 and len(handlers.runs) == 0
 
 
 def test_cancelling_the_task_cancels_the_generation(service):

@@ -121,10 +121,8 @@ class Handlers:
             raise gr.Error(str(error), print_exception=False) from None
 
     def in_line(self, ticket: Ticket) -> bool:
-        """Whether a request that has no token yet is waiting for a place in the batch."""
-        # The ticket tells how many wait before it, not whether it was admitted; a full
-        # batch means it waits too (for the prefill's short moment this is off by one).
-        return ticket.ahead > 0 or self.service.stats().running >= self.service.max_batch
+        """Whether a request that has no token yet is still waiting for a place in the batch."""
+        return not ticket.admitted
 
     def stop(self, request: gr.Request = None) -> None:
         """Stop this tab's generation before its next token (Stop button, closed tab)."""
