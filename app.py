@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from gpt2demo.engine import configure_threads
 from gpt2demo.scheduler import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
 from gpt2demo.ui.server import ServerOptions, build_demo, check_options, launch, parse_auth
 from gpt2demo.ui.service import ModelService
@@ -46,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    print(f"[gpt2demo] torch uses {configure_threads()} threads (one per core; see engine.configure_threads)", flush=True)
     service = ModelService(args.model, args.device, args.max_batch, args.queue_size).start()
     demo, handlers = build_demo(service, args.options)
     try:

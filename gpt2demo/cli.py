@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             greedy=args.greedy,
             seed=args.seed,
         )
-        from gpt2demo.engine import Generation, generate_steps, load_model
+        from gpt2demo.engine import Generation, configure_threads, generate_steps, load_model
         from gpt2demo.sources import ModelSourceError
 
+        configure_threads()
         try:
             model = load_model(args.model or os.environ.get("GPT2DEMO_MODEL", "gpt2"), args.device)
         except ModelSourceError as error:

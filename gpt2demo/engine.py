@@ -6,6 +6,7 @@ DecodeBatch (one forward pass for all running requests) -> Steps for the views.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -37,6 +38,20 @@ def pick_device(requested: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def configure_threads() -> int:
+    """Give torch one math thread per core this process may use ($GPT2DEMO_THREADS overrides).
+
+    All model math runs on one thread at a time (the scheduler's, or the CLI's), so
+    its matmuls may use every core; Gradio's own threads mostly wait on the network.
+    More threads than cores is worse than fewer: a matmul waits for its slowest
+    worker, and a descheduled worker stalls it (small ops ran 50x slower here when
+    two processes each used two threads on two cores).
+    """
+    count = int(os.environ.get("GPT2DEMO_THREADS", 0)) or len(os.sched_getaffinity(0))
+    torch.set_num_threads(count)
+    return count
 
 
 def pick_dtype(device: torch.device) -> torch.dtype:
