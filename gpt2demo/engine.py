@@ -49,7 +49,8 @@ def configure_threads() -> int:
     worker, and a descheduled worker stalls it (small ops ran 50x slower here when
     two processes each used two threads on two cores).
     """
-    count = int(os.environ.get("GPT2DEMO_THREADS", 0)) or len(os.sched_getaffinity(0))
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else torch.get_num_threads()  # macOS: torch's default
+    count = int(os.environ.get("GPT2DEMO_THREADS", 0)) or usable
     torch.set_num_threads(count)
     return count
 
