@@ -12,6 +12,7 @@ from gpt2demo.ui.classroom import REFRESH_SECONDS
 from gpt2demo.ui.generate_tab import GenerateTab, build_generate_tab
 from gpt2demo.ui.handlers import Handlers
 from gpt2demo.ui.i18n import label
+from gpt2demo.ui.views import build_teaching_tabs
 
 TITLE = "GPT-2 demo"
 
@@ -25,6 +26,7 @@ def build_page(handlers: Handlers, concurrency: int) -> tuple[gr.Blocks, Generat
         model_panel = gr.Markdown(elem_id="model-panel")
         with gr.Tabs():
             generate_tab = build_generate_tab(handlers, concurrency)
+            build_teaching_tabs(handlers)
         classroom = gr.Markdown(elem_id="classroom")
         timer = gr.Timer(REFRESH_SECONDS)
 
