@@ -22,7 +22,7 @@ from gpt2demo.settings import SamplingSettings, bilingual, check_prompt, check_s
 from gpt2demo.sources import ModelSourceError, ResolvedSource, resolve_source
 from gpt2demo.textstream import TextStream
 
-NUM_CANDIDATES = 10  # top candidates reported with every step, for the teaching views
+NUM_CANDIDATES = 15  # top candidates reported with every step: more than the default top-k, so the views show the cut
 FINISH_REASONS = ("eos", "length", "context", "stopped")
 
 

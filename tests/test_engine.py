@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gpt2demo import engine
-from gpt2demo.engine import Generation, generate_steps, generate_text, load_model, prepare_prompt
+from gpt2demo.engine import NUM_CANDIDATES, Generation, generate_steps, generate_text, load_model, prepare_prompt
 from gpt2demo.settings import SamplingSettings
 
 from conftest import TUTORIAL_IDS, TUTORIAL_PROMPT
@@ -68,10 +68,11 @@ def test_steps_carry_the_models_own_probabilities(tiny_model):
     with torch.no_grad():
         logits = tiny_model.model(torch.tensor([TUTORIAL_IDS])).logits[0, -1]
     probs = torch.softmax(logits / 0.7, dim=-1)
-    top = torch.topk(probs, 10)
+    top = torch.topk(probs, NUM_CANDIDATES)
     assert [c.token_id for c in step.candidates] == top.indices.tolist()
     assert all(abs(c.probability - p) < 1e-5 for c, p in zip(step.candidates, top.values.tolist()))
     assert step.token_id in [c.token_id for c in step.candidates]  # top-k = 10: the pick is one of those shown
+    assert [c.kept for c in step.candidates] == [True] * 10 + [False] * (NUM_CANDIDATES - 10)  # the cut is visible
     assert abs(step.probability - float(probs[step.token_id])) < 1e-5
     assert step.candidates[0].text == tiny_model.tokenizer.decode([step.candidates[0].token_id])
 

@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 import torch
 
-from gpt2demo.engine import Candidate, Step, generate_steps, generate_text
+from gpt2demo.engine import NUM_CANDIDATES, Candidate, Step, generate_steps, generate_text
 from gpt2demo.sampling import Pick
 from gpt2demo.settings import SamplingSettings
 from gpt2demo.teaching.cost import KV_CACHE, TUTORIAL, CostPoint, cached_logits, race, tokens_per_second, tutorial_logits
@@ -40,9 +40,9 @@ def full_forward_logits(model, ids: list[int]) -> torch.Tensor:
 
 
 def assert_candidates_are_the_models(step: Step, logits: torch.Tensor, temperature: float) -> None:
-    """A step's candidates are the top 10 of softmax(logits / T), and its token is among them."""
+    """A step's candidates are the top NUM_CANDIDATES of softmax(logits / T), and its token is among them."""
     probs = torch.softmax(logits / temperature, dim=-1)
-    top = torch.topk(probs, 10)
+    top = torch.topk(probs, NUM_CANDIDATES)
     assert [c.token_id for c in step.candidates] == top.indices.tolist()
     assert max(abs(c.probability - p) for c, p in zip(step.candidates, top.values.tolist())) < 1e-5
     assert step.token_id in [c.token_id for c in step.candidates]
@@ -56,7 +56,7 @@ def test_every_streamed_step_shows_the_models_own_distribution(tiny_model):
     logits = full_forward_logits(tiny_model, TUTORIAL_IDS + new_ids)
     for step in steps:
         assert_candidates_are_the_models(step, logits[len(TUTORIAL_IDS) + step.index - 1], 0.7)
-        assert [c.kept for c in step.candidates] == [True] * 5 + [False] * 5  # top-k = 5 cuts after the 5th
+        assert [c.kept for c in step.candidates] == [True] * 5 + [False] * (NUM_CANDIDATES - 5)  # top-k = 5 cuts after the 5th
 
 
 def test_step_mode_candidates_are_the_models_own_distribution(tiny_model):
@@ -75,13 +75,13 @@ def test_step_mode_candidates_are_the_models_own_distribution(tiny_model):
 
 def forced_decoding(model, prompt_ids: list[int], forced_ids: list[int], temperature: float):
     """Teacher forcing in one full forward: the text a generation forced to `forced_ids` writes,
-    and each position's 10 most likely tokens with their probabilities after temperature."""
+    and each position's NUM_CANDIDATES most likely tokens with their probabilities after temperature."""
     logits = full_forward_logits(model, prompt_ids + forced_ids)
     stream = TextStream(model.tokenizer)
     text = "".join(stream.push(token_id) for token_id in forced_ids) + stream.flush()
     tops = []
     for index in range(len(forced_ids)):
-        top = torch.topk(torch.softmax(logits[len(prompt_ids) + index - 1] / temperature, dim=-1), 10)
+        top = torch.topk(torch.softmax(logits[len(prompt_ids) + index - 1] / temperature, dim=-1), NUM_CANDIDATES)
         tops.append(list(zip(top.indices.tolist(), top.values.tolist())))
     return text, tops
 
@@ -160,7 +160,7 @@ def test_step_mode_refuses_what_the_page_cannot_offer(tiny_model):
     with pytest.raises(ValueError, match="has ended"):
         session.choose()
     session.undo(1)  # an ended text can be reopened by going back
-    assert session.finish_reason is None and len(session.candidates) == 10
+    assert session.finish_reason is None and len(session.candidates) == NUM_CANDIDATES
 
 
 def test_step_mode_picking_endoftext_ends_the_text_unseen(tiny_model):
@@ -349,7 +349,7 @@ def test_the_token_view_draws_one_shaded_box_per_step_and_the_selected_steps_can
     assert [int(i) for i in re.findall(r'data-token-id="(\d+)"', html)] == [s.token_id for s in steps]
     assert "Step 2: chose" in detail and detail.count("★") == 1 and detail.count("tv-cutoff") == 1
     assert status == "6 tokens · finished: length reached · seed 3"
-    assert cutoff == "4 of the 10 most likely stay in the running (top-k = 4); the rest can never be drawn."
+    assert cutoff == f"4 of the {NUM_CANDIDATES} most likely stay in the running (top-k = 4); the rest can never be drawn."
     chosen = steps[2]
     assert chart["percent"].tolist() == [100 * c.probability for c in chosen.candidates]
     assert chart["status"].tolist() == [
@@ -460,7 +460,7 @@ def test_the_inside_tab_streams_the_engines_steps_and_stop_ends_it(page_handlers
     assert [s.token_id for s in view.steps] == expected.token_ids
     assert outputs[0][4] == "starting… · seed 21" and outputs[-1][4] == "12 tokens · finished: length reached · seed 21"
     html, chart, cutoff, detail = events.select(view, selected(3), request("zh-CN"))
-    assert "tv-selected" in html and "第 3 步" in detail and len(chart) == 10
+    assert "tv-selected" in html and "第 3 步" in detail and len(chart) == NUM_CANDIDATES
     assert events.select(view, selected(12), request()) == (gr.skip(),) * 4
 
     async def stop_after_first_token():
@@ -478,7 +478,7 @@ def test_the_sampler_tab_picks_goes_back_and_undoes(page_handlers):
 
     events = SamplerHandlers(page_handlers)
     text, candidates, status, session = events.start(TUTORIAL_PROMPT, 10, 1.0, 1.0, "8", request())
-    assert status == "0 tokens · 0 picked by you, 0 by the sampler · seed 8" and candidates.count("data-index=") == 10
+    assert status == "0 tokens · 0 picked by you, 0 by the sampler · seed 8" and candidates.count("data-index=") == NUM_CANDIDATES
     third = session.candidates[2].token_id
     events.choose(session, selected(2), request())
     events.sample(session, request())
@@ -488,7 +488,7 @@ def test_the_sampler_tab_picks_goes_back_and_undoes(page_handlers):
     assert session.new_token_ids == [third] and status.startswith("1 个 token") and text.count("tv-you") == 1
     events.undo(session, request())
     assert session.steps == []
-    assert events.choose(session, selected(10), request()) == (gr.skip(),) * 4  # a row that is not there
+    assert events.choose(session, selected(NUM_CANDIDATES), request()) == (gr.skip(),) * 4  # a row that is not there
     with pytest.raises(gr.Error, match="top_k must be"):
         events.start(TUTORIAL_PROMPT, -1, 1.0, 1.0, "8", request())
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2demo.engine import generate_text
+from gpt2demo.engine import NUM_CANDIDATES, generate_text
 from gpt2demo.settings import SamplingSettings
 from gpt2demo.teaching.lanes import run_lanes, strategy_lanes
 
@@ -157,15 +157,15 @@ def test_live_chart_follows_every_step_and_marks_the_chosen_token_and_the_cut(ap
     assert int(status.split()[0]) < 1000
     bars = page.locator("#inside-chart svg path[aria-roledescription='bar']")
     fills = bars.evaluate_all("bars => bars.map(b => b.getAttribute('fill'))")
-    assert len(fills) == 10 and fills.count(CHOSEN_BAR) == 1
+    assert len(fills) == NUM_CANDIDATES and fills.count(CHOSEN_BAR) == 1
     labels = bars.evaluate_all("bars => bars.map(b => b.getAttribute('aria-label'))")
     cut = [label for label in labels if "cut off" in label]
-    assert len(cut) == 6  # top-k = 4: the 5th to 10th candidates are grey
+    assert len(cut) == NUM_CANDIDATES - 4  # top-k = 4: the 5th candidate on is grey
     # The chart is the newest step, as the step table (drawn from the same Step) lists it.
     bar_tokens = [re.search(r"\d+\. (.*?); %:", label).group(1) for label in labels]
     table_tokens = page.locator("#inside-detail tr[data-index] code").evaluate_all("codes => codes.map(c => c.textContent)")
     assert bar_tokens == table_tokens
-    assert "4 of the 10 most likely stay in the running (top-k = 4)" in page.inner_text("#inside-cutoff")
+    assert f"4 of the {NUM_CANDIDATES} most likely stay in the running (top-k = 4)" in page.inner_text("#inside-cutoff")
     screenshot(page, "next-token-chart")
     page.context.close()
 
