@@ -331,7 +331,8 @@ def test_a_request_during_loading_waits_and_mirrors_the_loaders_progress(tiny_mo
     finally:
         release.set()
         service.close()
-    assert progress.calls[-1] == ((4.0, 10), "Loading the model: model.safetensors")
+    # The bar closes before loading ends, so later ticks may report plain "loading": look for it anywhere.
+    assert ((4.0, 10), "Loading the model: model.safetensors") in progress.calls
     expected = generate_text(service.model, TUTORIAL_PROMPT, check_settings(**raw_settings()))
     assert outputs[-1][0] == TUTORIAL_PROMPT + expected.text
 
