@@ -6,7 +6,7 @@ submits N streams of 64 new tokens each, mixed prompts, all at once. Every strea
 final text is checked against the same request run alone (a mismatch counts as an
 error). Prints a table; the last line is JSON.
 
-Usage: python bench/classroom.py [--streams 1,8,16,32] [--new-tokens 64] [--shape small|tiny]
+Usage: python -m bench.classroom [--streams 1,8,16,32] [--new-tokens 64] [--shape small|tiny]
 """
 
 from __future__ import annotations

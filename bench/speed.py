@@ -6,7 +6,7 @@
 
 Random weights (no weights can be downloaded here) with GPT-2's real tokenizer and
 124M-parameter shapes: speed does not depend on the weights' values. Prints a table;
-the last line is JSON. Usage: python bench/speed.py [--repeats 3] [--new-tokens 100]
+the last line is JSON. Usage: python -m bench.speed [--repeats 3] [--new-tokens 100]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tokens/s through the web app (as a gradio_client sees them) vs the raw generator.
 
-    python bench/streaming.py
+    python -m bench.streaming
 
 Builds a GPT-2-small-shaped stand-in (124M parameters, random weights: same speed
 as GPT-2), serves it with `python app.py` in its own process, and times 100 new

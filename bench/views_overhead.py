@@ -10,7 +10,7 @@ the weights' values) with GPT-2's real tokenizer, 100 new tokens, top-k = 10.
 The machine is shared, so runs alternate (off, on, on, off, ...) and medians
 are reported; the render time per step is also timed alone, which load hardly
 moves. Prints a table; the last line is JSON.
-Usage: python bench/views_overhead.py [--repeats 7] [--new-tokens 100]
+Usage: python -m bench.views_overhead [--repeats 7] [--new-tokens 100]
 """
 
 from __future__ import annotations
