@@ -19,7 +19,7 @@ import torch
 from gpt2demo.decoder import GPT2Decoder, KVCache
 from gpt2demo.sampling import pick_next_token
 from gpt2demo.settings import SamplingSettings, bilingual, check_prompt, check_settings
-from gpt2demo.sources import ModelSourceError, ResolvedSource, resolve_source
+from gpt2demo.sources import WEIGHT_FILES, ModelSourceError, ResolvedSource, resolve_source
 from gpt2demo.textstream import TextStream
 
 NUM_CANDIDATES = 15  # top candidates reported with every step: more than the default top-k, so the views show the cut
@@ -134,11 +134,21 @@ def load_from_folder(source: ResolvedSource, device: torch.device) -> LoadedMode
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
+    weights = next((name for name in WEIGHT_FILES if (source.path / name).is_file()), "the weights file")
+    # Model and tokenizer apart, so the message can name the damaged file (a half-copied
+    # model.safetensors otherwise reads only as "incomplete metadata").
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.path, dtype=pick_dtype(device))
+    except Exception as error:
+        raise ModelSourceError(
+            f"model folder {source.path} could not be loaded: {weights} or config.json is damaged ({type(error).__name__}: {error})"
+        ) from error
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path)
-        model = AutoModelForCausalLM.from_pretrained(source.path, dtype=pick_dtype(device))
-    except Exception as error:  # a corrupt file surfaces here; say which folder and why
-        raise ModelSourceError(f"model folder {source.path} could not be loaded: {type(error).__name__}: {error}") from error
+    except Exception as error:
+        raise ModelSourceError(
+            f"model folder {source.path} could not be loaded: its tokenizer files are damaged ({type(error).__name__}: {error})"
+        ) from error
     model.to(device).eval()
     decoder = GPT2Decoder(model)
     return LoadedModel(tokenizer, model, decoder, device, source, time.perf_counter() - started)

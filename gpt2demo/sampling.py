@@ -83,8 +83,10 @@ def sample_index(probs: torch.Tensor, generator: torch.Generator | None) -> int:
     torch.multinomial draws one exponential per entry (5 ms over GPT-2's 50257 tokens
     here); one uniform and a binary search give the same distribution for ~0.1 ms.
     """
-    cumulative = probs.cumsum(dim=0)
-    target = torch.rand((), generator=generator) * cumulative[-1]
+    # float64: the batched and the lone forward pass differ by rounding (~1e-11), and a draw
+    # that lands that close to a boundary would otherwise flip between neighbouring tokens.
+    cumulative = torch.cumsum(probs, dim=0, dtype=torch.float64)
+    target = torch.rand((), generator=generator, dtype=torch.float64) * cumulative[-1]
     # right=True: the first entry whose cumulative sum exceeds the target; zero-probability
     # entries add nothing to the sum, so they can never be drawn.
     return min(int(torch.searchsorted(cumulative, target, right=True)), probs.shape[0] - 1)

@@ -4,7 +4,11 @@ Decoding one sequence is bound by reading the weights, so a step for 16 or 32
 sequences costs little more than a step for one. One background thread owns the
 DecodeBatch; requests join between steps (after their prompt is prefilled) and
 leave as soon as they finish or are cancelled. Each request keeps its own
-settings and random stream, so its text is the same as when run alone.
+settings and random stream, so its text is the same as when run alone: tested
+token for token. The one exception is rounding: a batched forward pass differs
+from a lone one by ~1e-11 in probability, and a draw that lands that close to a
+top-p cut can take the neighbouring token (the soak saw 2 in 541 seeded runs
+before sampling moved to float64 sums).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from gpt2demo.scheduler import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
 from gpt2demo.ui.handlers import Handlers
@@ -53,12 +54,32 @@ def check_options(options: ServerOptions) -> None:
         )
 
 
+class RefuseUploads:
+    """ASGI middleware: 403 for Gradio's upload route, which the page never needs.
+
+    max_file_size=0 refuses every upload with content, but Gradio still stores an
+    empty file; with no upload component on the page, the route has no legitimate use.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/").endswith("/upload"):
+            await send({"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"uploads are not accepted"})
+            return
+        await self.app(scope, receive, send)
+
+
 def build_demo(service: ModelService, options: ServerOptions) -> tuple[gr.Blocks, Handlers]:
     """The page with its queue set up, and its handlers (whose Exposure launch() fills in)."""
     check_options(options)
     handlers = Handlers(service, Exposure(share_requested=options.share, has_auth=options.auth is not None))
     demo, _ = build_page(handlers, options.handler_concurrency)
-    demo.queue(max_size=options.queue_size)
+    # api_open=False: without it Gradio also serves /gradio_api/run/generate, which runs the
+    # handler outside the queue, past its size and concurrency limits.
+    demo.queue(max_size=options.queue_size, api_open=False)
     return demo, handlers
 
 
@@ -75,6 +96,7 @@ def launch(demo: gr.Blocks, handlers: Handlers, options: ServerOptions, block: b
         ssr_mode=False,  # security advisory on Gradio 6.27-6.31 with SSR on
         enable_monitoring=False,  # no /monitoring endpoint
         max_file_size=0,  # the page has no upload components: refuse every upload
+        app_kwargs={"middleware": [Middleware(RefuseUploads)]},  # ...even an empty one
         mcp_server=False,
         run_history=False,  # prompts stay out of browsers' saved history on shared machines
         max_threads=options.handler_concurrency + SPARE_WORKERS,  # Gradio's workers bound its concurrency
