@@ -172,11 +172,6 @@ def test_launch_is_local_without_ssr_monitoring_uploads_or_analytics(app):
     assert app.url.startswith("http://127.0.0.1:")
 
 
-def test_uploads_are_refused(app):
-    response = httpx.post(app.url.rstrip("/") + "/gradio_api/upload", files={"files": ("a.txt", b"hello")})
-    assert response.status_code == 413
-
-
 def test_the_monitoring_endpoint_is_off(app):
     for path in ("/monitoring", "/monitoring/summary"):
         assert httpx.get(app.url.rstrip("/") + path).status_code == 403

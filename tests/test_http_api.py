@@ -359,8 +359,8 @@ def test_with_a_password_page_and_api_refuse_everyone_without_it(tiny_model_dir,
             http.get(base + "/gradio_api/call/generate/guess"),
         ]
         # Every route wants the login, but the upload route is closed to everyone (403) before that.
-    expected = [403 if str(r.url).rstrip("/").endswith("/upload") else 401 for r in closed]
-    assert [r.status_code for r in closed] == expected, [(str(r.url), r.status_code) for r in closed]
+        expected = [403 if str(r.url).rstrip("/").endswith("/upload") else 401 for r in closed]
+        assert [r.status_code for r in closed] == expected, [(str(r.url), r.status_code) for r in closed]
         page = http.get(base + "/")
         assert page.status_code == 200 and '"auth_required":true' in page.text.replace(" ", "")
         assert "Here is my recipe for chocolate cake" not in page.text  # none of the page's content
