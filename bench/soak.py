@@ -15,7 +15,7 @@ The server's resident memory (this process; the clients live in the child) is re
 the first 50 requests, every 50 after, and at the end; then what is still running (scheduler
 rows and line, handler runs, stray gpt2demo threads). Prints a table; the last line is JSON.
 
-Usage: python bench/soak.py [--requests 500] [--wave 10] [--shape tiny|small] [--seed 0]
+Usage: python -m bench.soak [--requests 500] [--wave 10] [--shape tiny|small] [--seed 0]
 """
 
 from __future__ import annotations
