@@ -1,6 +1,6 @@
 """A class pressing Generate at once: N concurrent gradio_client streams against the app.
 
-Launches the real app (continuous batching scheduler, Gradio queue) on GPT-2 small
+Starts the real app (`python app.py`: continuous batching scheduler, Gradio queue) on GPT-2 small
 shapes (124M parameters, random weights, GPT-2's tokenizer) and, for N = 1, 8, 16, 32,
 submits N streams of 64 new tokens each, mixed prompts, all at once. Every stream's
 final text is checked against the same request run alone (a mismatch counts as an
@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from gradio_client import Client
 
@@ -25,8 +26,7 @@ from gpt2demo.engine import generate_text, load_model
 from gpt2demo.scheduler import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
 from gpt2demo.settings import SamplingSettings
 from gpt2demo.standin import GPT2_SMALL, TINY, build_standin
-from gpt2demo.ui.server import ServerOptions, build_demo, launch
-from gpt2demo.ui.service import ModelService
+from bench.streaming import connect, serve
 
 PROMPTS = [
     "Yesterday, a man named Jack said he saw an alien,",
@@ -107,17 +107,18 @@ def main() -> None:
             prompt + generate_text(alone_model, prompt, SamplingSettings(max_new_tokens=args.new_tokens, top_k=10, seed=i)).text
             for i, prompt in enumerate(PROMPTS)
         ]
-        service = ModelService(folder, "cpu", args.max_batch, DEFAULT_QUEUE_SIZE).start()
-        service.ready.wait()
-        options = ServerOptions(port=free_port(), max_batch=args.max_batch, queue_size=DEFAULT_QUEUE_SIZE)
-        demo, handlers = build_demo(service, options)
+        # The app in its own process, as `python app.py` runs it: the students' clients
+        # (here, threads of this process) must not share the server's interpreter lock.
+        port = free_port()
+        server = serve(Path(folder), port, ["--max-batch", str(args.max_batch), "--queue-size", str(DEFAULT_QUEUE_SIZE)])
         try:
-            url = launch(demo, handlers, options, block=False)
+            url = f"http://127.0.0.1:{port}/"
+            connect(url).close()  # waits until the app answers
             measure(url, 1, 4, expected=[""] * len(PROMPTS))  # warm-up: first-request costs
             rows = [measure(url, n, args.new_tokens, expected) for n in counts]
         finally:
-            demo.close()
-            service.close()
+            server.terminate()
+            server.wait(timeout=30)
     print(f"GPT-2 {args.shape} shapes, {args.new_tokens} new tokens per stream, top-k 10, max batch {args.max_batch}")
     print(f"{'N':>4} {'aggregate tok/s':>16} {'per-stream med':>15} {'per-stream min':>15} {'TTFT med s':>11} {'TTFT p95 s':>11} {'errors':>7}")
     for row in rows:

@@ -67,9 +67,10 @@ def time_client(client, settings: SamplingSettings) -> tuple[float, int, str]:
     return finished - started, tokens, text[len(PROMPT):]
 
 
-def serve(model_dir: Path, port: int) -> subprocess.Popen:
+def serve(model_dir: Path, port: int, flags: list[str] = ()) -> subprocess.Popen:
+    """`python app.py` on the stand-in, in its own process."""
     return subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--model", str(model_dir), "--device", "cpu",
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--port", str(port), *flags], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def connect(url: str, deadline_seconds: float = 120):
