@@ -104,28 +104,38 @@ class GPT2Decoder:
             x = x + block.mlp(block.ln_2(x))
         return x
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        # Only the last position is ever sampled from: skip the vocabulary projection elsewhere.
-        return self.model.transformer.ln_f(x[:, -1, :]) @ self.lm_head_t  # (B, vocab)
+    def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        # Only each row's last position is ever sampled from: the vocabulary projection runs there alone.
+        return self.model.transformer.ln_f(last_hidden) @ self.lm_head_t  # (B, vocab)
 
     @torch.no_grad()
-    def prefill(self, cache: KVCache, row: int, token_ids: list[int]) -> torch.Tensor:
-        """Run one row's prompt alone, caching its keys and values; return its next-token logits (vocab,)."""
-        length = len(token_ids)
-        cache.reserve(cache.rows, length)
-        ids = torch.tensor([token_ids], device=cache.lengths.device)
-        positions = torch.arange(length, device=ids.device)[None]
+    def prefill(self, cache: KVCache, rows: list[int], prompts: list[list[int]]) -> torch.Tensor:
+        """Run new rows' prompts in one pass, caching their keys and values; return next-token logits (len(rows), vocab).
+
+        Prompts are right-padded to the longest: under the causal mask a real token never
+        sees the padding after it, so no other mask is needed, and every row keeps the
+        positions 0..len-1 it would have alone. The padding's cache entries lie past the
+        row's length, where decode() never looks and later tokens overwrite them.
+        """
+        device = cache.lengths.device
+        lengths = torch.tensor([len(p) for p in prompts], device=device)
+        longest = int(lengths.max())
+        cache.reserve(cache.rows, longest)
+        ids = torch.zeros(len(prompts), longest, dtype=torch.long, device=device)
+        for i, prompt in enumerate(prompts):
+            ids[i, : len(prompt)] = torch.tensor(prompt, device=device)
+        row_index = torch.tensor(rows, device=device)
         transformer = self.model.transformer
-        x = transformer.wte(ids) + transformer.wpe(positions)  # (1, T, C)
+        x = transformer.wte(ids) + transformer.wpe(torch.arange(longest, device=device))[None]  # (n, T, C)
 
         def attend(layer, scale, q, k, v):
-            cache.keys[layer][row, :, :length] = k[0]
-            cache.values[layer][row, :, :length] = v[0]
-            return F.scaled_dot_product_attention(q, k, v, is_causal=length > 1, scale=scale)
+            cache.keys[layer][row_index, :, :longest] = k
+            cache.values[layer][row_index, :, :longest] = v
+            return F.scaled_dot_product_attention(q, k, v, is_causal=longest > 1, scale=scale)
 
-        logits = self._logits(self._blocks(x, attend))
-        cache.lengths[row] = length
-        return logits[0]
+        hidden = self._blocks(x, attend)  # (n, T, C)
+        cache.lengths[row_index] = lengths
+        return self._logits(hidden[torch.arange(len(prompts), device=device), lengths - 1])
 
     @torch.no_grad()
     def decode(self, cache: KVCache, token_ids: torch.Tensor) -> torch.Tensor:
@@ -146,6 +156,6 @@ class GPT2Decoder:
             values[row_index, :, lengths] = v[:, :, 0]
             return F.scaled_dot_product_attention(q, keys[:rows, :, :total], values[:rows, :, :total], attn_mask=mask, scale=scale)
 
-        logits = self._logits(self._blocks(x, attend))
+        logits = self._logits(self._blocks(x, attend)[:, -1, :])
         cache.lengths = lengths + 1
         return logits

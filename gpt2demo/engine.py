@@ -24,6 +24,7 @@ from gpt2demo.textstream import TextStream
 
 NUM_CANDIDATES = 15  # top candidates reported with every step: more than the default top-k, so the views show the cut
 FINISH_REASONS = ("eos", "length", "context", "stopped")
+PREFILL_TOKENS = 4096  # prompt tokens read in one pass when requests join together
 
 
 # ---------------------------------------------------------------- the loaded model
@@ -307,15 +308,22 @@ class DecodeBatch:
 
     def add(self, generation: Generation) -> Step:
         """Prefill a new request's prompt and return its first step; it joins if not finished."""
-        if generation.cancel.is_set():
-            return generation.stopped_step()
-        row = self.cache.add_row()
-        logits = self.model.decoder.prefill(self.cache, row, generation.prompt.token_ids)
-        step = generation.advance(logits)
-        self.rows.append(generation)
-        if step.finish_reason:
-            self._remove(row)
-        return step
+        return self.add_many([generation])[0]
+
+    def add_many(self, generations: list[Generation]) -> list[Step]:
+        """Prefill several new requests together (one pass per PREFILL_TOKENS); return their first steps."""
+        steps: dict[int, Step] = {id(g): g.stopped_step() for g in generations if g.cancel.is_set()}
+        joining = [g for g in generations if id(g) not in steps]
+        for chunk in _chunks_by_tokens(joining, PREFILL_TOKENS):
+            rows = [self.cache.add_row() for _ in chunk]
+            logits = self.model.decoder.prefill(self.cache, rows, [g.prompt.token_ids for g in chunk])
+            self.rows.extend(chunk)
+            for generation, row_logits in zip(chunk, logits):
+                steps[id(generation)] = generation.advance(row_logits)
+            for generation in chunk:
+                if steps[id(generation)].finish_reason:
+                    self._remove(self.rows.index(generation))
+        return [steps[id(g)] for g in generations]
 
     def _remove(self, row: int) -> None:
         self.cache.remove_row(row)
@@ -336,6 +344,19 @@ class DecodeBatch:
             if step.finish_reason:
                 self._remove(self.rows.index(generation))
         return results + stepped
+
+
+def _chunks_by_tokens(generations: list[Generation], budget: int) -> list[list[Generation]]:
+    # Bounds a prefill's activations: a class pasting long texts at once runs in several passes.
+    chunks, current, used = [], [], 0
+    for generation in generations:
+        size = len(generation.prompt.token_ids)
+        if current and used + size > budget:
+            chunks.append(current)
+            current, used = [], 0
+        current.append(generation)
+        used += size
+    return chunks + [current] if current else chunks
 
 
 def generate_steps(

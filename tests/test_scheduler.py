@@ -160,3 +160,31 @@ def test_a_request_cancelled_while_in_line_leaves_the_line_at_once(tiny_model):
     finally:
         hold.set()
         scheduler.close()
+
+
+def test_requests_joining_together_share_one_prefill_and_match_running_alone(tiny_model, monkeypatch):
+    alone = [generate_text(tiny_model, p, s).token_ids for p, s in zip(PROMPTS, SETTINGS)]
+    batch = DecodeBatch(tiny_model)
+    calls = []
+    original = tiny_model.decoder.prefill
+    monkeypatch.setattr(tiny_model.decoder, "prefill", lambda cache, rows, prompts: calls.append(len(rows)) or original(cache, rows, prompts))
+    generations = [Generation(tiny_model, p, s) for p, s in zip(PROMPTS, SETTINGS)]
+    first_steps = batch.add_many(generations)
+    assert calls == [len(PROMPTS)]  # one pass for the five prompts of different lengths
+    assert [s.token_id for s in first_steps] == [ids[0] for ids in alone]
+    while batch:
+        batch.step()
+    assert [g.new_token_ids for g in generations] == alone
+
+
+def test_a_large_joining_group_is_prefilled_in_passes_of_bounded_size(tiny_model, monkeypatch):
+    from gpt2demo import engine
+
+    monkeypatch.setattr(engine, "PREFILL_TOKENS", 20)
+    calls = []
+    original = tiny_model.decoder.prefill
+    monkeypatch.setattr(tiny_model.decoder, "prefill", lambda cache, rows, prompts: calls.append([len(p) for p in prompts]) or original(cache, rows, prompts))
+    prompts = [" one" * 8, " two" * 8, " three" * 15, " four" * 30]
+    generations = [Generation(tiny_model, p, SamplingSettings(greedy=True, max_new_tokens=3)) for p in prompts]
+    DecodeBatch(tiny_model).add_many(generations)
+    assert calls == [[8, 8], [15], [30]]  # a prompt longer than the budget still gets its own pass

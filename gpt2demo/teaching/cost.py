@@ -52,7 +52,7 @@ def cached_logits(model: LoadedModel) -> Callable[[list[int]], torch.Tensor]:
 
     def step(ids: list[int]) -> torch.Tensor:
         if int(cache.lengths[row]) == 0:
-            return decoder.prefill(cache, row, ids)
+            return decoder.prefill(cache, [row], [ids])[0]
         return decoder.decode(cache, torch.tensor([ids[-1]], device=model.device))[0]
 
     return step

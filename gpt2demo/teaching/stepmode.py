@@ -132,7 +132,7 @@ class StepSession:
         for token_id in self.new_token_ids:
             self._stream.push(token_id)
         if not self.steps:
-            return self.model.decoder.prefill(self._cache, self._row, self.prompt.token_ids)
+            return self.model.decoder.prefill(self._cache, [self._row], [self.prompt.token_ids])[0]
         self._cache.lengths[self._row] = len(self.all_ids) - 1
         return self._decode(self.all_ids[-1])
 
