@@ -17,7 +17,7 @@ job = client.submit(
     api_name="/generate",
 )
 printed = 0
-for text, _html, _status, _seed in job:  # one partial result per token; the first output is the text so far
+for text, _html, _status, _seed in job:  # a partial result per token (a few at a time when the class is busy); first output: the text so far
     print(text[printed:], end="", flush=True)
     printed = len(text)
 text, _html, status, seed = job.outputs()[-1]

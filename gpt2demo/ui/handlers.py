@@ -24,6 +24,7 @@ from gpt2demo.ui.model_panel import Exposure, describe_banners, describe_model
 from gpt2demo.ui.runs import Runs, follow
 from gpt2demo.ui.service import LoadingProgress, ModelService
 
+UPDATE_SECONDS_PER_RUNNING = 0.01  # per other running request: alone, every token; 32 running: 0.31 s apart
 TICK_SECONDS = 0.5  # with no token coming: refresh "waiting: N ahead", and let Gradio notice a closed tab
 
 
@@ -92,14 +93,18 @@ class Handlers:
             yield view.outputs(language)
             steps = follow(ticket, TICK_SECONDS)
             try:
+                last_update = 0.0
                 async for step in steps:
                     if step is not None:
                         view.add(step, time.perf_counter())
+                        if not step.finish_reason and not self.update_due(last_update):
+                            continue  # a busy class: this token goes out with the next update
                     elif run.stop_requested:
                         # Stopped while still in line: the scheduler drops it unrun when its turn comes.
                         view.finish_reason = "stopped"
                     elif view.tokens == 0:
                         view.waiting, view.ahead = self.in_line(ticket), ticket.ahead
+                    last_update = time.perf_counter()
                     yield view.outputs(language)
                     if view.finish_reason:
                         return
@@ -109,6 +114,17 @@ class Handlers:
             self.runs.close(run)  # first: no further token is computed for this request
             if steps is not None:
                 await steps.aclose()
+
+    def update_due(self, last_update: float) -> bool:
+        """Whether the page should get the newest text now.
+
+        Alone, every token is sent. With many requests running, each update costs the
+        server (render, diff, send) on the cores that also decode; spacing each stream's
+        updates by UPDATE_SECONDS_PER_RUNNING per other running request keeps the batch
+        fed (at 32 streams: 161 instead of 138 tokens/s in bench/classroom.py).
+        """
+        spacing = UPDATE_SECONDS_PER_RUNNING * (self.service.stats().running - 1)
+        return time.perf_counter() - last_update >= spacing
 
     def submit(self, prompt: str, raw: dict, language: str) -> Ticket:
         """Queue the request on the shared scheduler; every refusal becomes a gr.Error."""
