@@ -86,6 +86,9 @@ class GPT2Decoder:
         # Stored transposed once: x @ W^T reads a (vocab, n_embd) matrix across rows, which
         # on CPU ran ~1.6x slower than x @ Wt with Wt contiguous (9.1 ms vs 5.5 ms per token).
         self.lm_head_t = weight.detach().t().contiguous()  # (n_embd, vocab)
+        # GPT-2's "gelu_new" is the tanh GELU; torch's fused kernel replaces its eight elementwise ops.
+        gelu_new = model.config.activation_function == "gelu_new"
+        self._activation = (lambda h: F.gelu(h, approximate="tanh")) if gelu_new else model.transformer.h[0].mlp.act
 
     def new_cache(self) -> KVCache:
         param = self.lm_head_t
@@ -96,12 +99,19 @@ class GPT2Decoder:
         return x.view(batch, seq, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, S, D)
 
     def _blocks(self, x: torch.Tensor, attend) -> torch.Tensor:
-        # Pre-norm GPT-2 blocks; `attend(layer, q, k, v)` stores k/v and returns attention output.
+        # Pre-norm GPT-2 blocks; `attend(layer, scale, q, k, v)` stores k/v and returns attention output.
+        # The modules' own weights through torch.addmm directly (as their Conv1D forward does):
+        # ~50 module calls fewer per token, which shows at ~25 ms a token.
+        batch, seq, width = x.shape
         for layer, block in enumerate(self.model.transformer.h):
-            q, k, v = block.attn.c_attn(block.ln_1(x)).split(self.n_embd, dim=2)
-            y = attend(layer, block.attn.scaling, self._split_heads(q), self._split_heads(k), self._split_heads(v))
-            x = x + block.attn.c_proj(y.transpose(1, 2).reshape(x.shape))
-            x = x + block.mlp(block.ln_2(x))
+            attn, mlp = block.attn, block.mlp
+            h = F.layer_norm(x, (width,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps).view(-1, width)
+            q, k, v = torch.addmm(attn.c_attn.bias, h, attn.c_attn.weight).view(batch, seq, 3 * width).split(width, dim=2)
+            y = attend(layer, attn.scaling, self._split_heads(q), self._split_heads(k), self._split_heads(v))
+            x = x + torch.addmm(attn.c_proj.bias, y.transpose(1, 2).reshape(-1, width), attn.c_proj.weight).view(x.shape)
+            h = F.layer_norm(x, (width,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps).view(-1, width)
+            h = self._activation(torch.addmm(mlp.c_fc.bias, h, mlp.c_fc.weight))
+            x = x + torch.addmm(mlp.c_proj.bias, h, mlp.c_proj.weight).view(x.shape)
         return x
 
     def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
