@@ -94,3 +94,18 @@ def test_committed_word_list_matches_the_corpus_split():
         pytest.skip("corpus package r-cran-janeaustenr not installed")
     expected = sorted(corpus.words(corpus.load_split().heldout))
     assert HELDOUT_WORDS.read_text().split() == expected
+
+
+def test_the_demos_own_path_writes_mostly_real_words():
+    """Through `--model bundled`: the same wrapper and generator the page and CLI use."""
+    from gpt2demo.engine import generate_text, load_model
+    from gpt2demo.settings import SamplingSettings
+
+    known = set(HELDOUT_WORDS.read_text().split())
+    loaded = load_model("bundled", "cpu")
+    assert (loaded.source.kind, loaded.window, loaded.vocab_size) == ("bundled", 512, 4096)
+    result = generate_text(loaded, TUTORIAL_PROMPT, SamplingSettings(top_k=10, max_new_tokens=200, seed=0))
+    sample_words = re.findall(r"[a-z]+", result.text.lower())
+    assert len(sample_words) >= 100, (result.finish_reason, sample_words)
+    real = sum(word in known for word in sample_words)
+    assert real / len(sample_words) >= 0.80, (real, len(sample_words), sample_words)
