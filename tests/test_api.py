@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import gradio
-import gradio as gr
 import httpx
 import pytest
 from gradio_client import Client
@@ -20,52 +14,15 @@ from gradio_client.exceptions import AppError, AuthenticationError
 
 from gpt2demo.engine import generate_text
 from gpt2demo.settings import SamplingSettings
-from gpt2demo.ui.handlers import Handlers
 from gpt2demo.ui.i18n import MESSAGES
-from gpt2demo.ui.server import ServerOptions, build_demo, launch, parse_auth
-from gpt2demo.ui.service import ModelService
+from gpt2demo.ui.server import ServerOptions, parse_auth
 
 from conftest import TUTORIAL_PROMPT
+from launching import free_port, launched, wait_until
 
 import app as app_py  # noqa: E402  (app.py at the repository root)
 
 ROOT = Path(__file__).resolve().parents[1]
-DEADLINE_SECONDS = 30
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class LaunchedApp:
-    url: str
-    handlers: Handlers
-    demo: gr.Blocks
-
-
-@contextmanager
-def launched(model_dir, **options) -> Iterator[LaunchedApp]:
-    """The real app (same builder as app.py) on a free port, closed afterwards."""
-    options = ServerOptions(port=free_port(), **{"max_batch": 4, "queue_size": 8, **options})
-    service = ModelService(str(model_dir), "cpu", max_batch=options.max_batch, queue_size=options.queue_size).start()
-    demo, handlers = build_demo(service, options)
-    try:
-        url = launch(demo, handlers, options, block=False)
-        assert service.ready.wait(DEADLINE_SECONDS) and service.model is not None, service.error
-        yield LaunchedApp(url, handlers, demo)
-    finally:
-        demo.close()
-        service.close()
-
-
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")

@@ -6,27 +6,20 @@ takes long enough to click Stop in the middle of it.
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import TUTORIAL_PROMPT
-from test_api import launched, wait_until
+from launching import ARTIFACTS, chromium_browser, launched, needs_chromium, wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 LONG = 1000  # new tokens asked for: minutes of work, so only Stop can end it in time
 TIMEOUT_MS = 60_000
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("CI") and not CHROMIUM.exists(),
-                       reason="no /usr/bin/chromium (required in CI, where this test always runs)"),
+    needs_chromium,
 ]
 
 
@@ -38,14 +31,8 @@ def app(small_model_dir):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 def open_page(browser, url: str, locale: str = "en-US"):

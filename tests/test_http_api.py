@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import socket
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -32,58 +30,16 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from gpt2demo.settings import SamplingSettings
-from gpt2demo.ui.handlers import Handlers
 from gpt2demo.ui.i18n import MESSAGES
-from gpt2demo.ui.server import ServerOptions, build_demo, launch
-from gpt2demo.ui.service import ModelService
+
+from launching import DEADLINE_SECONDS, LaunchedApp, launched, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-DEADLINE_SECONDS = 60  # a stream still open after this long is a hang, heartbeats or not
 API_ORDER = ("prompt", "max_new_tokens", "top_k", "temperature", "top_p", "repetition_penalty", "seed", "greedy")
 QUICK = dict(max_new_tokens=4, top_k=10, temperature=1.0, top_p=1.0, repetition_penalty=1.0, seed="", greedy=False)
 
 
 # ---------------------------------------------------------------- launching and speaking the protocol
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class LaunchedApp:
-    url: str
-    handlers: Handlers
-    demo: gr.Blocks
-
-    @property
-    def service(self) -> ModelService:
-        return self.handlers.service
-
-
-@contextmanager
-def launched(model_dir, require_model: bool = True, **options) -> Iterator[LaunchedApp]:
-    """The real app (build_demo + launch, as app.py does) on a free loopback port, closed afterwards."""
-    options = ServerOptions(port=free_port(), **{"max_batch": 4, "queue_size": 8, **options})
-    service = ModelService(str(model_dir), "cpu", max_batch=options.max_batch, queue_size=options.queue_size).start()
-    demo, handlers = build_demo(service, options)
-    try:
-        url = launch(demo, handlers, options, block=False)
-        assert service.ready.wait(DEADLINE_SECONDS), "the model did not finish loading"
-        assert service.model is not None or not require_model, service.error
-        yield LaunchedApp(url, handlers, demo)
-    finally:
-        demo.close()
-        service.close()
-
-
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def request_data(prompt="Hello", **overrides) -> list:

@@ -6,11 +6,8 @@ same settings and seed, and keeps a screenshot in artifacts/.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,56 +15,30 @@ from gpt2demo.engine import NUM_CANDIDATES, generate_text
 from gpt2demo.settings import SamplingSettings
 from gpt2demo.teaching.lanes import run_lanes, strategy_lanes
 
-from gpt2demo.ui.server import ServerOptions, build_demo, launch
-from gpt2demo.ui.service import ModelService
 
 from conftest import TUTORIAL_PROMPT
+from launching import ARTIFACTS, chromium_browser, launched, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 TIMEOUT_MS = 60_000
 CHOSEN_BAR = "#f97316"  # next_token_chart.COLORS["chosen"]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not os.environ.get("CI") and not CHROMIUM.exists(),
-                       reason="no /usr/bin/chromium (required in CI, where this test always runs)"),
+    needs_chromium,
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app(tiny_model_dir):
     """The real app, as app.py builds it (launch() passes prevent_thread_lock=True), closed in finally."""
-    options = ServerOptions(port=free_port(), max_batch=4, queue_size=8)
-    service = ModelService(str(tiny_model_dir), "cpu", max_batch=options.max_batch, queue_size=options.queue_size).start()
-    demo, handlers = build_demo(service, options)
-    try:
-        url = launch(demo, handlers, options, block=False)
-        assert service.ready.wait(60) and service.model is not None, service.error
-        yield url, handlers
-    finally:
-        demo.close()
-        service.close()
+    with launched(tiny_model_dir) as running:
+        yield running.url, running.handlers
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 def open_tab(browser, url: str, tab: str, locale: str = "en-US"):
