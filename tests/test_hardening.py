@@ -23,23 +23,10 @@ from gpt2demo.settings import BOUNDS, check_prompt, check_settings
 from gpt2demo.ui.i18n import MESSAGES
 
 from conftest import TUTORIAL_PROMPT
-from test_http_api import API_ORDER, QUICK, RawApi, check_still_serving, launched, request_data, wait_until
+from test_http_api import API_ORDER, QUICK, RawApi, app, check_still_serving, launched, raw, request_data, wait_until  # noqa: F401 (app, raw: fixtures)
 
 SETTING_NAMES = API_ORDER[1:]
 NAN, INF = math.nan, math.inf
-
-
-@pytest.fixture(scope="module")
-def app(tiny_model_dir):
-    with launched(tiny_model_dir) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def raw(app):
-    api = RawApi(app.url)
-    yield api
-    api.http.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from gpt2demo.teaching.lanes import first_divergence, repeated_ngrams, run_lanes
 from gpt2demo.teaching.pieces import TokenPiece, byte_of_symbol, group_by_characters, group_pieces, token_piece
 from gpt2demo.teaching.stepmode import PICKED_BY_SAMPLER, PICKED_BY_YOU, StepSession
 from gpt2demo.textstream import TextStream
-from gpt2demo.ui.views.common import candidates_html, labeller, piece_label, visible
+from gpt2demo.ui.views.common import candidates_html, labeller, piece_label, stop_run, visible
 from gpt2demo.ui.views.cost_lesson import cost_frame, cost_table
 from gpt2demo.ui.views.labels import LABELS, MESSAGES, add_labels
 from gpt2demo.ui.views.next_token_chart import chart_frame
@@ -501,13 +501,13 @@ def test_the_strategies_and_cost_tabs_run_to_the_end_or_stop(page_handlers):
     html, status, cancel = lanes[-1]
     assert status == "9 batch steps for 4 lanes · seed 3" and html.count('class="tv-lane"') == 4
     stream = StrategyHandlers(page_handlers).compare(TUTORIAL_PROMPT, 500, "3", 0.8, 40, 1.0, 1.0, request())
-    StrategyHandlers.stop(next(stream)[2])
+    stop_run(next(stream)[2])
     assert list(stream)[-1][1].endswith("· stopped")
 
     frame, table, status, _ = list(CostHandlers(page_handlers).race(TUTORIAL_PROMPT, 25, request()))[-1]
     assert len(frame) == 50 and "first 25 tokens" in table and status.endswith("Both wrote the same text.")
     stream = CostHandlers(page_handlers).race(TUTORIAL_PROMPT, 200, request())
-    CostHandlers.stop(next(stream)[3])
+    stop_run(next(stream)[3])
     *_, (frame, _, status, _) = stream
     assert len(frame) < 400 and status.endswith("· stopped")
 

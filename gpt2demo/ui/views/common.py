@@ -85,6 +85,12 @@ class Throttle:
         return False
 
 
+def stop_run(cancel) -> None:
+    """Stop button of a tab that runs in its own handler: set the run's cancel event, if any."""
+    if cancel is not None:
+        cancel.set()
+
+
 def ready_model(service, language: str) -> LoadedModel:
     """The shared model, or a gr.Error saying why there is none yet."""
     if service.model is None:

@@ -19,7 +19,7 @@ from gpt2demo.ui.i18n import label as page_label
 from gpt2demo.ui.i18n import message as page_message
 from gpt2demo.ui.i18n import request_language
 from gpt2demo.ui.views.labels import LANGUAGES, MESSAGES, label, message
-from gpt2demo.ui.views.common import Throttle, ready_model
+from gpt2demo.ui.views.common import Throttle, ready_model, stop_run
 
 METHODS = (TUTORIAL, KV_CACHE)
 COLORS = {TUTORIAL: "#dc2626", KV_CACHE: "#16a34a"}
@@ -92,12 +92,6 @@ class CostHandlers:
         finally:
             cancel.set()  # a closed tab: nothing more to compute
 
-    @staticmethod
-    def stop(cancel: threading.Event | None) -> None:
-        """Stop both methods before their next token."""
-        if cancel is not None:
-            cancel.set()
-
 
 def build_cost_tab(handlers) -> None:
     """Lay out the tab and wire its events."""
@@ -119,4 +113,4 @@ def build_cost_tab(handlers) -> None:
         cancel = gr.State(None)
     gr.on([run_button.click, prompt.submit], events.race, [prompt, count], [plot, table, status, cancel],
           api_visibility="private", concurrency_limit=RACE_CONCURRENCY, concurrency_id="views-cost", show_progress="hidden")
-    stop.click(events.stop, [cancel], None, queue=False, api_visibility="private", show_progress="hidden")
+    stop.click(stop_run, [cancel], None, queue=False, api_visibility="private", show_progress="hidden")

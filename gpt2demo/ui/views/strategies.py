@@ -19,7 +19,7 @@ from gpt2demo.ui.handlers import checked_settings
 from gpt2demo.ui.i18n import label as page_label
 from gpt2demo.ui.i18n import message as page_message
 from gpt2demo.ui.i18n import request_language
-from gpt2demo.ui.views.common import Throttle, TokenBox, describe_rule, percent, ready_model, render_boxes, sampling_controls, teaching_html
+from gpt2demo.ui.views.common import Throttle, TokenBox, describe_rule, percent, ready_model, render_boxes, stop_run, sampling_controls, teaching_html
 from gpt2demo.ui.views.labels import label, message
 
 DEFAULTS = SamplingSettings(max_new_tokens=40, top_k=40, temperature=0.8)  # "your lane" starts as a common choice
@@ -93,12 +93,6 @@ class StrategyHandlers:
         finally:
             cancel.set()  # a closed tab: nothing more to compute
 
-    @staticmethod
-    def stop(cancel: threading.Event | None) -> None:
-        """Stop every lane before its next token."""
-        if cancel is not None:
-            cancel.set()
-
 
 def build_strategies_tab(handlers) -> None:
     """Lay out the tab and wire its events."""
@@ -123,4 +117,4 @@ def build_strategies_tab(handlers) -> None:
     inputs = [prompt, *shared.values(), *own.values()]  # the order of compare()'s parameters
     gr.on([compare.click, prompt.submit], events.compare, inputs, [lanes, status, cancel], api_visibility="private",
           concurrency_limit=COMPARE_CONCURRENCY, concurrency_id="views-strategies", show_progress="hidden")
-    stop.click(events.stop, [cancel], None, queue=False, api_visibility="private", show_progress="hidden")
+    stop.click(stop_run, [cancel], None, queue=False, api_visibility="private", show_progress="hidden")
