@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from gpt2demo.engine import generate_steps, load_model
+from gpt2demo.engine import configure_threads, generate_steps, load_model
 from gpt2demo.settings import SamplingSettings
 from gpt2demo.standin import GPT2_SMALL, build_standin
 
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each method; the median is reported")
     parser.add_argument("--new-tokens", type=int, default=100)
     args = parser.parse_args()
+    configure_threads()  # as the app and the CLI do; all three methods run under it
     random.seed(0)
     with tempfile.TemporaryDirectory() as folder:
         build_standin(folder, GPT2_SMALL)

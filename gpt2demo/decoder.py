@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gpt2demo.linear import pick_linear
+
 SEQ_CHUNK = 128  # the cache grows along the sequence in steps of this many positions
 
 
@@ -83,12 +85,14 @@ class GPT2Decoder:
         self.n_head = model.config.n_head
         self.head_dim = self.n_embd // self.n_head
         weight = model.lm_head.weight  # (vocab, n_embd), tied to the token embedding
-        # Stored transposed once: x @ W^T reads a (vocab, n_embd) matrix across rows, which
-        # on CPU ran ~1.6x slower than x @ Wt with Wt contiguous (9.1 ms vs 5.5 ms per token).
+        # Stored once as (n_embd, vocab), the blocks' (in, out) layout: read across rows, the
+        # (vocab, n_embd) matrix was the slowest layout measured (x @ W^T 9.1 ms, this 2.2 ms per token).
         self.lm_head_t = weight.detach().t().contiguous()  # (n_embd, vocab)
-        # GPT-2's "gelu_new" is the tanh GELU; torch's fused kernel replaces its eight elementwise ops.
-        gelu_new = model.config.activation_function == "gelu_new"
-        self._activation = (lambda h: F.gelu(h, approximate="tanh")) if gelu_new else model.transformer.h[0].mlp.act
+        self._linear = pick_linear(weight.device, weight.dtype)
+        # GPT-2's "gelu_new" is the tanh GELU, which the product itself applies (fused on oneDNN);
+        # any other activation runs after it.
+        self._tanh_gelu = model.config.activation_function == "gelu_new"
+        self._activation = (lambda h: h) if self._tanh_gelu else model.transformer.h[0].mlp.act
 
     def new_cache(self) -> KVCache:
         param = self.lm_head_t
@@ -100,23 +104,24 @@ class GPT2Decoder:
 
     def _blocks(self, x: torch.Tensor, attend) -> torch.Tensor:
         # Pre-norm GPT-2 blocks; `attend(layer, scale, q, k, v)` stores k/v and returns attention output.
-        # The modules' own weights through torch.addmm directly (as their Conv1D forward does):
-        # ~50 module calls fewer per token, which shows at ~25 ms a token.
+        # The modules' own weights through self._linear directly rather than their Conv1D
+        # forward: ~50 module calls fewer per token, and the faster kernel (see linear.py).
         batch, seq, width = x.shape
+        linear = self._linear
         for layer, block in enumerate(self.model.transformer.h):
             attn, mlp = block.attn, block.mlp
             h = F.layer_norm(x, (width,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps).view(-1, width)
-            q, k, v = torch.addmm(attn.c_attn.bias, h, attn.c_attn.weight).view(batch, seq, 3 * width).split(width, dim=2)
+            q, k, v = linear(h, attn.c_attn.weight, attn.c_attn.bias, False).view(batch, seq, 3 * width).split(width, dim=2)
             y = attend(layer, attn.scaling, self._split_heads(q), self._split_heads(k), self._split_heads(v))
-            x = x + torch.addmm(attn.c_proj.bias, y.transpose(1, 2).reshape(-1, width), attn.c_proj.weight).view(x.shape)
+            x = x + linear(y.transpose(1, 2).reshape(-1, width), attn.c_proj.weight, attn.c_proj.bias, False).view(x.shape)
             h = F.layer_norm(x, (width,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps).view(-1, width)
-            h = self._activation(torch.addmm(mlp.c_fc.bias, h, mlp.c_fc.weight))
-            x = x + torch.addmm(mlp.c_proj.bias, h, mlp.c_proj.weight).view(x.shape)
+            h = self._activation(linear(h, mlp.c_fc.weight, mlp.c_fc.bias, self._tanh_gelu))
+            x = x + linear(h, mlp.c_proj.weight, mlp.c_proj.bias, False).view(x.shape)
         return x
 
     def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         # Only each row's last position is ever sampled from: the vocabulary projection runs there alone.
-        return self.model.transformer.ln_f(last_hidden) @ self.lm_head_t  # (B, vocab)
+        return self._linear(self.model.transformer.ln_f(last_hidden), self.lm_head_t, None, False)  # (B, vocab)
 
     @torch.no_grad()
     def prefill(self, cache: KVCache, rows: list[int], prompts: list[list[int]]) -> torch.Tensor:

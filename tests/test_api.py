@@ -43,8 +43,16 @@ def test_the_api_is_named_generate_with_the_documented_parameters(client):
     assert list(info["named_endpoints"]) == ["/generate"]  # Stop, timers and the rest stay private
 
 
-def test_partial_results_stream_and_the_final_text_equals_the_engines(app, client):
-    handlers = app.handlers
+@pytest.fixture(scope="module")
+def small_app(small_model_dir):
+    """GPT-2 small shapes: slow enough on a CPU that the page's updates (at most 20 a second) show several states."""
+    with launched(small_model_dir) as running:
+        yield running
+
+
+def test_partial_results_stream_and_the_final_text_equals_the_engines(small_app):
+    handlers = small_app.handlers
+    client = Client(small_app.url, verbose=False, analytics_enabled=False)
     job = client.submit(prompt=TUTORIAL_PROMPT, max_new_tokens=30, top_k=10, seed="1234", api_name="/generate")
     texts = [text for text, *_ in job]
     text, _html, status, seed = job.outputs()[-1]

@@ -31,6 +31,7 @@ from packaging.version import Version
 
 from gpt2demo.settings import SamplingSettings
 from gpt2demo.ui.i18n import MESSAGES
+from gpt2demo.ui.server import QUEUE_IDLE_POLL_SECONDS
 
 from launching import DEADLINE_SECONDS, LaunchedApp, launched, wait_until
 
@@ -160,6 +161,13 @@ def without_speed(outputs) -> list:
     """Outputs with the tokens/s part of the status dropped: the one part that differs between runs."""
     text, html, status, seed = outputs
     return [text, html, [part for part in status.split(" · ") if "tokens/s" not in part], seed]
+
+
+def test_the_empty_queue_polls_every_10_ms_and_still_serves(app, raw):
+    # Gradio's own default is 1 ms (see server.QUEUE_IDLE_POLL_SECONDS); the setting must reach its queue.
+    assert app.demo._queue.sleep_when_free == QUEUE_IDLE_POLL_SECONDS == 0.01
+    outcome = raw.call(request_data(prompt="Hello", max_new_tokens=3, greedy=True))
+    assert outcome.error is None and outcome.final[0].startswith("Hello") and outcome.final[2].startswith("3 tokens")
 
 
 def test_every_queue_door_streams_the_same_text_as_gradio_client(app, raw):

@@ -17,9 +17,9 @@ from gpt2demo.engine import Candidate, LoadedModel
 from gpt2demo.settings import BOUNDS, SamplingSettings
 from gpt2demo.teaching.pieces import TokenPiece, group_pieces, token_piece
 from gpt2demo.ui.i18n import label as page_label
+from gpt2demo.ui.live_output import UPDATE_SECONDS
 from gpt2demo.ui.views.labels import message
 
-UPDATE_SECONDS = 0.05  # at most 20 page updates a second: a fast model must not flood the browser
 
 # Clicking a box or a candidate row sends its data-index to the component's .select event.
 CLICK_JS = """

@@ -1,0 +1,68 @@
+"""The matrix products of a forward pass: x @ W + b, through oneDNN on CPU when it is there.
+
+GPT-2 stores its projection weights as (in, out) (transformers' Conv1D). Decoding
+multiplies one row per sequence by each of them, so the time goes to reading weights.
+On this project's CPU, oneDNN's linear kernel read them faster than torch.addmm
+(MKL) did, measured on GPT-2 small shapes with 2 threads (bench/speed.py has the
+whole-model figure):
+
+    all 48 block products, 1 row:   addmm 15.8 ms   oneDNN 10.4 ms
+    all 48 block products, 32 rows: addmm 52.5 ms   oneDNN 23.7 ms
+    vocabulary projection, 1 row:   x @ Wt 5.6 ms   oneDNN 2.2 ms
+
+The oneDNN op (torch.ops.mkldnn._linear_pointwise, the one torch.compile's CPU
+backend emits) is not public API, so it is used only after a check that it exists
+and agrees with addmm; anything else (CUDA, MPS, a build without oneDNN, a float
+type it does not take) goes through addmm.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+# (x (N, in), weight (in, out), bias (out,) or None, tanh_gelu) -> (N, out)
+Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, bool], torch.Tensor]
+
+
+def addmm_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tanh_gelu: bool = False) -> torch.Tensor:
+    """x @ weight + bias with torch's own kernels; tanh_gelu applies GPT-2's gelu_new after."""
+    y = x @ weight if bias is None else torch.addmm(bias, x, weight)
+    return F.gelu(y, approximate="tanh") if tanh_gelu else y
+
+
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tanh_gelu: bool = False) -> torch.Tensor:
+    """The same product through oneDNN, with the GELU fused into it.
+
+    oneDNN takes the weight as (out, in); the transposed view of the (in, out)
+    tensor is passed as is: no copy, and it was the fastest layout measured.
+    """
+    if tanh_gelu:
+        return torch.ops.mkldnn._linear_pointwise(x, weight.t(), bias, "gelu", [], "tanh")
+    return torch.ops.mkldnn._linear_pointwise(x, weight.t(), bias, "none", [], "")
+
+
+def onednn_agrees(dtype: torch.dtype) -> bool:
+    """Whether the oneDNN path exists here and gives addmm's results (to float rounding)."""
+    try:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(3, 64, generator=generator).to(dtype)
+        weight = torch.randn(64, 96, generator=generator).to(dtype)
+        bias = torch.randn(96, generator=generator).to(dtype)
+        with torch.no_grad():
+            return all(
+                torch.allclose(onednn_linear(x, weight, b, gelu), addmm_linear(x, weight, b, gelu), rtol=1e-4, atol=1e-4)
+                for b in (bias, None)
+                for gelu in (False, True)
+            )
+    except (RuntimeError, AttributeError, NotImplementedError):  # no oneDNN in this build, or the op changed
+        return False
+
+
+def pick_linear(device: torch.device, dtype: torch.dtype) -> Linear:
+    """oneDNN for fp32 on CPU when it works, addmm everywhere else."""
+    if device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available() and onednn_agrees(dtype):
+        return onednn_linear
+    return addmm_linear
