@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from gpt2demo import linear
 from gpt2demo.decoder import GPT2Decoder
-from gpt2demo.linear import addmm_linear, onednn_agrees, onednn_linear, pick_linear
+from gpt2demo.linear import addmm_linear, onednn_agrees, onednn_linear, padded_rows, pick_linear
 
 from conftest import TUTORIAL_IDS
 
@@ -31,7 +31,15 @@ def test_a_broken_onednn_op_falls_back_to_addmm(monkeypatch):
     assert pick_linear(torch.device("cpu"), torch.float32) is addmm_linear
 
 
-@pytest.mark.parametrize("rows", [1, 7, 33])
+def test_rows_are_padded_to_a_few_sizes_so_onednn_keeps_few_kernels():
+    assert [padded_rows(rows) for rows in (1, 2, 3, 4, 5, 8, 9, 33, 64, 65, 1000, 1024, 4096)] == [
+        1, 2, 3, 4, 8, 8, 16, 40, 64, 128, 1024, 1024, 4096]
+    sizes = {padded_rows(rows) for rows in range(1, 4097)}
+    assert len(sizes) == 18  # 1-4, 8-64 by 8, 128-4096
+    assert all(rows <= padded_rows(rows) < 2 * rows for rows in range(2, 4097))
+
+
+@pytest.mark.parametrize("rows", [1, 7, 33, 100])
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("tanh_gelu", [False, True])
 def test_onednn_gives_addmms_products_and_leaves_its_inputs_alone(rows, with_bias, tanh_gelu):
