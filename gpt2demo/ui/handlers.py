@@ -74,7 +74,7 @@ class Handlers:
         request: gr.Request = None,
         progress=gr.Progress(),
     ):
-        """Stream the prompt and its continuation: (text, html, status, seed used) after every token."""
+        """Stream the prompt and its continuation: (text, html, status, seed used) as tokens come (see update_due)."""
         language = request_language(request)
         raw = dict(max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature, top_p=top_p,
                    repetition_penalty=repetition_penalty, greedy=greedy, seed=seed)

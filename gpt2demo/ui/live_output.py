@@ -14,8 +14,9 @@ from gpt2demo.ui.i18n import message
 SEPARATOR = " · "
 # At most 20 page updates a second, for the output box and the teaching views alike. A
 # human cannot follow tokens faster than that, and every update costs CPU in the server
-# and the client on the cores that also decode (bench/streaming.py: 0.88 of raw speed
-# when every token was sent, 0.95 at this rate). Slower models still show every token.
+# and the client on the cores that also decode (an A/B run of bench/streaming.py's setting:
+# 0.88 of raw speed when every token was sent, 0.95 at this rate). Slower models still
+# show every token.
 UPDATE_SECONDS = 0.05
 
 
