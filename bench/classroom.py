@@ -25,7 +25,7 @@ from gpt2demo.engine import generate_text, load_model
 from gpt2demo.scheduler import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
 from gpt2demo.settings import SamplingSettings
 from gpt2demo.standin import GPT2_SMALL, TINY, build_standin
-from bench.streaming import connect, serve
+from bench.streaming import connect, serve, watch
 
 PROMPTS = [
     "Yesterday, a man named Jack said he saw an alien,",
@@ -46,35 +46,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-WATCH_SECONDS = 0.01  # how often the watcher looks at every student's job
-
-
-def watch(jobs: list, prompts: list[str], records: list[dict], deadline_seconds: float = 600) -> None:
-    """Record each job's first token and its end, looking at all of them every WATCH_SECONDS.
-
-    One watcher thread for the whole class, like a page repainting: iterating each job
-    (`for outputs in job`) makes gradio_client poll 1000 times a second per student, and
-    32 of those spent this machine's two cores on the harness, not on the app.
-    """
-    deadline = time.perf_counter() + deadline_seconds
-    while time.perf_counter() < deadline and any("end" not in r for r in records):
-        now = time.perf_counter()
-        for job, prompt, record in zip(jobs, prompts, records):
-            if "end" in record:
-                continue
-            outputs = job.outputs()
-            if "first" not in record and outputs and len(outputs[-1][0]) > len(prompt):
-                record["first"] = now
-            if job.done():
-                record.setdefault("first", now)
-                record["end"] = now
-                try:
-                    record["text"] = job.result()[0]
-                except Exception as error:  # counted, not raised: the table reports errors
-                    record["error"] = f"{type(error).__name__}: {error}"
-        time.sleep(WATCH_SECONDS)
-
-
 def measure(url: str, streams: int, new_tokens: int, expected: list[str]) -> dict:
     clients = [Client(url, verbose=False) for _ in range(streams)]  # one per student: own session
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(streams)]
@@ -83,7 +54,10 @@ def measure(url: str, streams: int, new_tokens: int, expected: list[str]) -> dic
     for i, (client, prompt) in enumerate(zip(clients, prompts)):  # submit() returns at once: all start together
         records[i]["submitted"] = time.perf_counter()
         jobs.append(client.submit(prompt=prompt, max_new_tokens=new_tokens, top_k=10, seed=str(i % len(PROMPTS)), api_name="/generate"))
-    watch(jobs, prompts, records)
+    watch(jobs, prompts, records)  # one watcher for the class (see its docstring)
+    for record in records:
+        if "outputs" in record:
+            record["text"] = record["outputs"][0]
     done = [r for r in records if "text" in r]
     errors = [r.get("error", "wrong text") for i, r in enumerate(records) if "text" not in r or r["text"] != expected[i % len(PROMPTS)]]
     for client in clients:

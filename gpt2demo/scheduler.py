@@ -38,8 +38,26 @@ class ServerBusy(RuntimeError):
         )
 
 
+def _ends_stream(item: Step | BaseException) -> bool:
+    return isinstance(item, BaseException) or item.finish_reason is not None
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():  # the waiter may have timed out or been cancelled meanwhile
+        future.set_result(None)
+
+
+@dataclass
+class _Waiter:
+    """A take() waiting on an event loop; `any_step` False means only the end may wake it."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    any_step: bool
+
+
 class Ticket:
-    """A submitted request: iterate it (sync or async) for its Steps, cancel() to leave."""
+    """A submitted request: iterate it (sync or async), or take() its Steps in batches; cancel() to leave."""
 
     def __init__(self, generation: Generation, on_cancel=None) -> None:
         self.generation = generation
@@ -47,6 +65,7 @@ class Ticket:
         self._items: deque[Step | BaseException] = deque()
         self._ready = threading.Condition()
         self._async_wakeups: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._waiter: _Waiter | None = None
         self.ahead = 0  # requests waiting before this one; 0 once it runs
         self.admitted = False  # True once it has a row in the batch
 
@@ -62,12 +81,49 @@ class Ticket:
             self._items.append(item)
             self._ready.notify_all()
             wakeups = list(self._async_wakeups)
+            waiter = self._waiter
+            if waiter is not None and (waiter.any_step or _ends_stream(item)):
+                self._waiter = None
+            else:
+                waiter = None  # a holding take(): this step waits for it, with no wake-up
         for loop, event in wakeups:
             loop.call_soon_threadsafe(event.set)
+        if waiter is not None:
+            waiter.loop.call_soon_threadsafe(_wake, waiter.future)
 
     def _take(self) -> Step | BaseException | None:
         with self._ready:
             return self._items.popleft() if self._items else None
+
+    async def take(self, timeout: float, hold: float = 0.0) -> list[Step]:
+        """The steps delivered since the last take, waiting up to `timeout` seconds for one ([] if none came).
+
+        For the first `hold` seconds only the last step (or an error) ends the wait: a page
+        updated every 50 ms is then woken once per update, not once per token. Each wake-up
+        costs the scheduler thread: its call into the event loop hands that loop the
+        interpreter lock, which the next token's forward pass then waits for.
+        Raises the error that ended the request, if any.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline, hold_until = now + timeout, now + hold
+        while True:
+            holding = now < hold_until
+            with self._ready:
+                if self._items and (not holding or now >= deadline or any(map(_ends_stream, self._items))):
+                    items = list(self._items)
+                    self._items.clear()
+                    return [self._unwrap(item) for item in items]
+                if now >= deadline:
+                    return []
+                waiter = self._waiter = _Waiter(loop, loop.create_future(), any_step=not holding)
+            try:
+                await asyncio.wait({waiter.future}, timeout=(min(deadline, hold_until) if holding else deadline) - now)
+            finally:
+                with self._ready:
+                    if self._waiter is waiter:
+                        self._waiter = None
+            now = loop.time()
 
     @staticmethod
     def _unwrap(item: Step | BaseException) -> Step:

@@ -31,7 +31,7 @@ from packaging.version import Version
 
 from gpt2demo.settings import SamplingSettings
 from gpt2demo.ui.i18n import MESSAGES
-from gpt2demo.ui.server import QUEUE_IDLE_POLL_SECONDS
+from gpt2demo.ui.server import PROGRESS_POLL_SECONDS, QUEUE_IDLE_POLL_SECONDS
 
 from launching import DEADLINE_SECONDS, LaunchedApp, launched, wait_until
 
@@ -163,9 +163,10 @@ def without_speed(outputs) -> list:
     return [text, html, [part for part in status.split(" · ") if "tokens/s" not in part], seed]
 
 
-def test_the_empty_queue_polls_every_10_ms_and_still_serves(app, raw):
-    # Gradio's own default is 1 ms (see server.QUEUE_IDLE_POLL_SECONDS); the setting must reach its queue.
+def test_the_queue_polls_every_10_ms_and_its_progress_every_50_and_still_serves(app, raw):
+    # Gradio's own defaults are 1 ms and 10 ms (see server.py); the settings must reach its queue.
     assert app.demo._queue.sleep_when_free == QUEUE_IDLE_POLL_SECONDS == 0.01
+    assert app.demo._queue.progress_update_sleep_when_free == PROGRESS_POLL_SECONDS == 0.05
     outcome = raw.call(request_data(prompt="Hello", max_new_tokens=3, greedy=True))
     assert outcome.error is None and outcome.final[0].startswith("Hello") and outcome.final[2].startswith("3 tokens")
 

@@ -1,12 +1,13 @@
 """Continuous batching: every request's output equals running it alone."""
 
+import asyncio
 import threading
 import time
 
 import pytest
 
-from gpt2demo.engine import DecodeBatch, Generation, generate_text
-from gpt2demo.scheduler import Scheduler, SchedulerStats, ServerBusy
+from gpt2demo.engine import DecodeBatch, Generation, Step, generate_text
+from gpt2demo.scheduler import Scheduler, SchedulerStats, ServerBusy, Ticket
 from gpt2demo.settings import SamplingSettings
 
 from conftest import TUTORIAL_PROMPT
@@ -188,3 +189,76 @@ def test_a_large_joining_group_is_prefilled_in_passes_of_bounded_size(tiny_model
     generations = [Generation(tiny_model, p, SamplingSettings(greedy=True, max_new_tokens=3)) for p in prompts]
     DecodeBatch(tiny_model).add_many(generations)
     assert calls == [[8, 8], [15], [30]]  # a prompt longer than the budget still gets its own pass
+
+
+# ---------------------------------------------------------------- take(): steps in batches for a paced page
+
+
+def step(index: int, finish_reason: str | None = None) -> Step:
+    return Step(index, 100 + index, f"t{index}", f"t{index}", 0.5, (), finish_reason)
+
+
+def deliver_later(ticket: Ticket, items: list, delay: float) -> threading.Thread:
+    """Deliver items from another thread, as the scheduler does, after `delay` seconds."""
+
+    def run():
+        time.sleep(delay)
+        for item in items:
+            ticket.deliver(item)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def timed_take(ticket: Ticket, timeout: float, hold: float) -> tuple[list, float]:
+    async def take():
+        started = time.perf_counter()
+        steps = await ticket.take(timeout, hold)
+        return steps, time.perf_counter() - started
+
+    return asyncio.run(take())
+
+
+def test_take_returns_every_step_delivered_so_far_and_nothing_twice():
+    ticket = Ticket(generation=None)
+    for index in range(3):
+        ticket.deliver(step(index))
+    assert timed_take(ticket, 1.0, 0.0)[0] == [step(0), step(1), step(2)]
+    deliver_later(ticket, [step(3)], 0.05).join()
+    assert timed_take(ticket, 1.0, 0.0)[0] == [step(3)]
+
+
+def test_take_waits_for_the_first_step_then_returns_at_once():
+    ticket = Ticket(generation=None)
+    thread = deliver_later(ticket, [step(0)], 0.1)
+    steps, seconds = timed_take(ticket, 10.0, 0.0)
+    thread.join()
+    assert steps == [step(0)] and 0.1 <= seconds < 10.0
+
+
+def test_while_holding_only_the_last_step_wakes_the_page():
+    ticket = Ticket(generation=None)
+    thread = deliver_later(ticket, [step(0), step(1)], 0.05)  # ordinary steps: held back
+    steps, seconds = timed_take(ticket, 10.0, hold=0.4)
+    thread.join()
+    assert steps == [step(0), step(1)] and seconds >= 0.4
+    thread = deliver_later(ticket, [step(2), step(3, "length")], 0.05)  # the end: at once
+    steps, seconds = timed_take(ticket, 10.0, hold=5.0)
+    thread.join()
+    assert steps == [step(2), step(3, "length")] and seconds < 5.0
+
+
+def test_take_gives_nothing_after_its_timeout_and_a_later_delivery_is_kept():
+    ticket = Ticket(generation=None)
+    steps, seconds = timed_take(ticket, 0.1, 0.0)
+    assert steps == [] and seconds >= 0.1
+    ticket.deliver(step(0))  # no waiter left behind to wake
+    assert timed_take(ticket, 1.0, 0.0)[0] == [step(0)]
+
+
+def test_take_raises_the_error_that_ended_the_request():
+    ticket = Ticket(generation=None)
+    deliver_later(ticket, [step(0), RuntimeError("Generation failed: simulated")], 0.05).join()
+    with pytest.raises(RuntimeError, match="Generation failed: simulated"):
+        timed_take(ticket, 1.0, hold=5.0)

@@ -21,7 +21,7 @@ from gpt2demo.ui.classroom import describe_queue
 from gpt2demo.ui.i18n import message, request_language
 from gpt2demo.ui.live_output import UPDATE_SECONDS, GenerationView
 from gpt2demo.ui.model_panel import Exposure, describe_banners, describe_model
-from gpt2demo.ui.runs import Runs, follow
+from gpt2demo.ui.runs import Runs
 from gpt2demo.ui.service import LoadingProgress, ModelService
 
 UPDATE_SECONDS_PER_RUNNING = 0.01  # per other running request: 32 running, 0.31 s apart
@@ -74,13 +74,12 @@ class Handlers:
         request: gr.Request = None,
         progress=gr.Progress(),
     ):
-        """Stream the prompt and its continuation: (text, html, status, seed used) as tokens come (see update_due)."""
+        """Stream the prompt and its continuation: (text, html, status, seed used) as tokens come (see update_spacing)."""
         language = request_language(request)
         raw = dict(max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature, top_p=top_p,
                    repetition_penalty=repetition_penalty, greedy=greedy, seed=seed)
         checked_settings(raw)  # refuse a bad value now, not after a model download
         run = self.runs.open(session_of(request))
-        steps = None
         try:
             loaded = await self.service.wait(lambda state: show_loading(progress, state, language), lambda: run.stop_requested)
             if not loaded:
@@ -91,41 +90,37 @@ class Handlers:
             view = GenerationView(prompt or "", ticket.generation.seed, ticket.generation.prompt.notice)
             view.waiting, view.ahead = self.in_line(ticket), ticket.ahead
             yield view.outputs(language)
-            steps = follow(ticket, TICK_SECONDS)
-            try:
-                last_update = 0.0
-                async for step in steps:
-                    if step is not None:
-                        view.add(step, time.perf_counter())
-                        if not step.finish_reason and not self.update_due(last_update):
-                            continue  # a busy class: this token goes out with the next update
-                    elif run.stop_requested:
-                        # Stopped while still in line: the scheduler drops it unrun when its turn comes.
-                        view.finish_reason = "stopped"
-                    elif view.tokens == 0:
-                        view.waiting, view.ahead = self.in_line(ticket), ticket.ahead
-                    last_update = time.perf_counter()
-                    yield view.outputs(language)
-                    if view.finish_reason:
-                        return
-            except RuntimeError as error:  # the scheduler ended the request (failed step, shutdown)
-                raise gr.Error(str(error), print_exception=False) from None
+            last_update = 0.0  # the first token goes out at once
+            while not view.finish_reason:
+                hold = last_update + self.update_spacing() - time.perf_counter()
+                try:
+                    steps = await ticket.take(TICK_SECONDS, hold=max(hold, 0.0))
+                except RuntimeError as error:  # the scheduler ended the request (failed step, shutdown)
+                    raise gr.Error(str(error), print_exception=False) from None
+                now = time.perf_counter()
+                for step in steps:
+                    view.add(step, now)
+                if not steps and run.stop_requested:
+                    # Stopped while still in line: the scheduler drops it unrun when its turn comes.
+                    view.finish_reason = "stopped"
+                elif not steps and view.tokens == 0:
+                    view.waiting, view.ahead = self.in_line(ticket), ticket.ahead
+                # A tick with no step still yields: Gradio notices a closed tab only at a yield.
+                last_update = now
+                yield view.outputs(language)
         finally:
-            self.runs.close(run)  # first: no further token is computed for this request
-            if steps is not None:
-                await steps.aclose()
+            self.runs.close(run)  # no further token is computed for this request
 
-    def update_due(self, last_update: float) -> bool:
-        """Whether the page should get the newest text now.
+    def update_spacing(self) -> float:
+        """Seconds between two updates of one page (the first token and the last always go at once).
 
         Each update costs the server (render, diff, send) on the cores that also decode.
-        Alone, updates come at most every UPDATE_SECONDS (the first token and the last
-        always go at once). With many requests running, each stream's updates are spaced
-        by UPDATE_SECONDS_PER_RUNNING per other running request, which keeps the batch
-        fed (at 32 streams: 161 instead of 138 tokens/s in bench/classroom.py).
+        Alone, updates come at most every UPDATE_SECONDS. With many requests running, each
+        stream's updates are spaced by UPDATE_SECONDS_PER_RUNNING per other running request,
+        which keeps the batch fed (at 32 streams: 161 instead of 138 tokens/s in
+        bench/classroom.py, when that was measured).
         """
-        spacing = max(UPDATE_SECONDS, UPDATE_SECONDS_PER_RUNNING * (self.service.stats().running - 1))
-        return time.perf_counter() - last_update >= spacing
+        return max(UPDATE_SECONDS, UPDATE_SECONDS_PER_RUNNING * (self.service.stats().running - 1))
 
     def submit(self, prompt: str, raw: dict, language: str) -> Ticket:
         """Queue the request on the shared scheduler; every refusal becomes a gr.Error."""

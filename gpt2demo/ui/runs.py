@@ -8,11 +8,8 @@ the page can say why it stopped.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from typing import AsyncIterator
 
-from gpt2demo.engine import Step
 from gpt2demo.scheduler import Ticket
 
 
@@ -73,29 +70,3 @@ class Runs:
     def __len__(self) -> int:
         with self._lock:
             return len(self._runs)
-
-
-async def follow(ticket: Ticket, tick_seconds: float) -> AsyncIterator[Step | None]:
-    """The ticket's steps, and None after every tick_seconds that brought none.
-
-    The ticks let the handler show the line moving while it waits, and give
-    Gradio a yield at which it notices a closed tab (it checks only between yields).
-    """
-    steps = aiter(ticket)
-    pending = asyncio.ensure_future(anext(steps))
-    try:
-        while True:
-            done, _ = await asyncio.wait({pending}, timeout=tick_seconds)
-            if not done:
-                yield None
-                continue
-            step = pending.result()  # re-raises the error that ended the request, if any
-            yield step
-            if step.finish_reason:
-                return
-            pending = asyncio.ensure_future(anext(steps))
-    finally:
-        # Leave nothing behind: a task still waiting on the ticket would keep it referenced.
-        pending.cancel()
-        await asyncio.gather(pending, return_exceptions=True)
-        await steps.aclose()

@@ -20,6 +20,9 @@ SPARE_WORKERS = 8  # Gradio worker slots beyond the generate handlers (page load
 # costs a new request at most 10 ms; in an A/B run of bench/streaming.py's setting it raised
 # the client/raw ratio from 0.88 to 0.95.
 QUEUE_IDLE_POLL_SECONDS = 0.01
+# Its progress loop (gr.Progress, shown while the model loads) wakes 100 times a second,
+# running or idle; 20 progress updates a second are plenty.
+PROGRESS_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,16 @@ def build_demo(service: ModelService, options: ServerOptions) -> tuple[gr.Blocks
 
 
 def slow_down_idle_polling(demo: gr.Blocks) -> None:
-    """Make the empty queue poll every QUEUE_IDLE_POLL_SECONDS instead of every millisecond.
+    """Make Gradio's queue wake up less often: QUEUE_IDLE_POLL_SECONDS, PROGRESS_POLL_SECONDS.
 
-    Gradio has no setting for it: this sets its queue's attribute, and does nothing on
-    a Gradio that lacks it (test_ui checks that this one has it).
+    Gradio has no setting for either: this sets its queue's attributes, and leaves alone
+    a Gradio that lacks them (test_http_api checks that this one has them).
     """
     queue = getattr(demo, "_queue", None)
     if queue is not None and hasattr(queue, "sleep_when_free"):
         queue.sleep_when_free = QUEUE_IDLE_POLL_SECONDS
+    if queue is not None and hasattr(queue, "progress_update_sleep_when_free"):
+        queue.progress_update_sleep_when_free = PROGRESS_POLL_SECONDS
 
 
 def launch(demo: gr.Blocks, handlers: Handlers, options: ServerOptions, block: bool = True) -> str:
