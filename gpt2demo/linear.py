@@ -63,11 +63,8 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     padded = padded_rows(rows)
     if padded != rows:
         x = F.pad(x, (0, 0, 0, padded - rows))  # zero rows: their outputs are cut off below
-    if tanh_gelu:
-        y = torch.ops.mkldnn._linear_pointwise(x, weight.t(), bias, "gelu", [], "tanh")
-    else:
-        y = torch.ops.mkldnn._linear_pointwise(x, weight.t(), bias, "none", [], "")
-    return y[:rows]
+    activation, algorithm = ("gelu", "tanh") if tanh_gelu else ("none", "")
+    return torch.ops.mkldnn._linear_pointwise(x, weight.t(), bias, activation, [], algorithm)[:rows]
 
 
 def onednn_agrees(dtype: torch.dtype) -> bool:
