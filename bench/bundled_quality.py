@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gpt2demo import corpus
-from gpt2demo.train_bundled import BUNDLED_DIR, encode, mean_loss
+from tools import corpus
+from tools.train_bundled import BUNDLED_DIR, encode, mean_loss
 
 
 @dataclass

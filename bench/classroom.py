@@ -1,31 +1,41 @@
-"""A class pressing Generate at once: N concurrent gradio_client streams against the app.
+"""A class at once: N students streaming through `python app.py`, a mixed class, and the bare batch.
 
-Starts the real app (`python app.py`: continuous batching scheduler, Gradio queue) on GPT-2 small
-shapes (124M parameters, random weights, GPT-2's tokenizer) and, for N = 1, 8, 16, 32,
-submits N streams of 64 new tokens each, mixed prompts, all at once. Every stream's
-final text is checked against the same request run alone (a mismatch counts as an
-error). Prints a table; the last line is JSON.
+    python -m bench.classroom [--streams 1,8,16,32] [--new-tokens 64] [--clients light,gradio] [--shape small|tiny]
 
-Usage: python -m bench.classroom [--streams 1,8,16,32] [--new-tokens 64] [--shape small|tiny]
+Serves a GPT-2-small-shaped stand-in (124M parameters, random weights, GPT-2's
+tokenizer) with `python app.py`, as a user starts it, and measures:
+
+- plain class: N = 1, 8, 16, 32 students pressing Generate together, 64 new tokens each,
+  mixed prompts, top-k 10, each stream's text checked against the same request run
+  alone (a mismatch counts as an error). Students are light clients (raw SSE over
+  Gradio's queue protocol, as the page's JavaScript does, all in one asyncio loop) and,
+  at the largest N, gradio_client jobs watched every 10 ms;
+- mixed class: 8 generating while 2 classmates compare strategies (4 lanes each) and 1
+  runs the cost race; the 8's aggregate against the plain 8's;
+- in bare processes, no server: the engine's DecodeBatch and transformers' own batched
+  `generate` on 32 rows of the same requests.
+
+Targets (issue #11): mixed/plain aggregate >= 0.7; at N = 32 the server's aggregate
+>= 0.8 of the bare DecodeBatch and >= transformers' batched generate. Prints tables;
+the last line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import socket
-import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from gradio_client import Client
+import httpx
 
-from gpt2demo.engine import generate_text, load_model
-from gpt2demo.scheduler import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
-from gpt2demo.settings import SamplingSettings
-from gpt2demo.standin import GPT2_SMALL, TINY, build_standin
-from bench.streaming import connect, serve, watch
+from bench.harness import ROOT, LightClient, app_process, median, percentile
+from tools.ports import free_port
+from tools.standin import GPT2_SMALL, TINY, build_standin
 
 PROMPTS = [
     "Yesterday, a man named Jack said he saw an alien,",
@@ -33,88 +43,204 @@ PROMPTS = [
     "In 1969, the first people to walk on the moon",
     "昨天，一个名叫杰克的人说",
 ]
+TARGETS = {"mixed/plain": 0.7, "server/batch at 32": 0.8, "server/generate at 32": 1.0}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def expected_texts(folder: str, new_tokens: int) -> list[str]:
+    from gpt2demo.generation import generate_text
+    from gpt2demo.model import load_model
+    from gpt2demo.settings import SamplingSettings
+
+    model = load_model(folder, "cpu")
+    return [prompt + generate_text(model, prompt, SamplingSettings(max_new_tokens=new_tokens, top_k=10, seed=i)).text
+            for i, prompt in enumerate(PROMPTS)]
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
-def measure(url: str, streams: int, new_tokens: int, expected: list[str]) -> dict:
-    clients = [Client(url, verbose=False) for _ in range(streams)]  # one per student: own session
-    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(streams)]
-    records = [{} for _ in range(streams)]
-    jobs = []
-    for i, (client, prompt) in enumerate(zip(clients, prompts)):  # submit() returns at once: all start together
-        records[i]["submitted"] = time.perf_counter()
-        jobs.append(client.submit(prompt=prompt, max_new_tokens=new_tokens, top_k=10, seed=str(i % len(PROMPTS)), api_name="/generate"))
-    watch(jobs, prompts, records)  # one watcher for the class (see its docstring)
-    for record in records:
-        if "outputs" in record:
-            record["text"] = record["outputs"][0]
-    done = [r for r in records if "text" in r]
-    errors = [r.get("error", "wrong text") for i, r in enumerate(records) if "text" not in r or r["text"] != expected[i % len(PROMPTS)]]
-    for client in clients:
-        client.close()
-    per_stream = [new_tokens / (r["end"] - r["submitted"]) for r in done]
-    ttft = [r["first"] - r["submitted"] for r in done]
-    wall = max(r["end"] for r in done) - min(r["submitted"] for r in done) if done else float("nan")
+def summarise(results: list, new_tokens: int, expected: list[str], started: float) -> dict:
+    done = [r for r in results if r.error is None]
+    errors = [r.error or "wrong text" for i, r in enumerate(results)
+              if r.error is not None or r.text != expected[i % len(PROMPTS)]]
+    wall = max(r.last or r.submitted for r in done) - started if done else float("nan")
+    per_stream = [new_tokens / ((r.last or r.submitted) - r.submitted) for r in done]
+    ttft = [(r.first or r.submitted) - r.submitted for r in done]
     return {
-        "streams": streams,
+        "streams": len(results),
         "aggregate_tok_s": round(new_tokens * len(done) / wall, 2),
-        "per_stream_median_tok_s": round(statistics.median(per_stream), 2),
+        "per_stream_median_tok_s": round(median(per_stream), 2),
         "per_stream_min_tok_s": round(min(per_stream), 2),
-        "ttft_median_s": round(statistics.median(ttft), 2),
+        "ttft_median_s": round(median(ttft), 2),
         "ttft_p95_s": round(percentile(ttft, 0.95), 2),
         "errors": len(errors),
         "error_examples": errors[:3],
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", default="1,8,16,32")
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--shape", choices=["small", "tiny"], default="small")
-    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
-    args = parser.parse_args()
-    counts = [int(n) for n in args.streams.split(",")]
-    with tempfile.TemporaryDirectory() as folder:
-        build_standin(folder, GPT2_SMALL if args.shape == "small" else TINY)
-        alone_model = load_model(folder, "cpu")
-        expected = [
-            prompt + generate_text(alone_model, prompt, SamplingSettings(max_new_tokens=args.new_tokens, top_k=10, seed=i)).text
-            for i, prompt in enumerate(PROMPTS)
-        ]
-        # The app in its own process, as `python app.py` runs it: the students' clients
-        # (here, threads of this process) must not share the server's interpreter lock.
-        port = free_port()
-        server = serve(Path(folder), port, ["--max-batch", str(args.max_batch), "--queue-size", str(DEFAULT_QUEUE_SIZE)])
+async def light_class(url: str, streams: int, new_tokens: int, expected: list[str]) -> dict:
+    client = LightClient(url)
+    try:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(client.generate(PROMPTS[i % len(PROMPTS)], max_new_tokens=new_tokens,
+                                                         seed=str(i % len(PROMPTS))) for i in range(streams)))
+    finally:
+        await client.close()
+    return summarise(list(results), new_tokens, expected, started)
+
+
+def gradio_class(url: str, streams: int, new_tokens: int, expected: list[str]) -> dict:
+    """The same class through gradio_client jobs, watched every 10 ms from one thread."""
+    from gradio_client import Client
+
+    from bench.harness import StreamResult
+
+    clients = [Client(url, verbose=False) for _ in range(streams)]
+    started = time.perf_counter()
+    results, jobs = [], []
+    for i, client in enumerate(clients):
+        results.append(StreamResult(submitted=time.perf_counter()))
+        jobs.append(client.submit(prompt=PROMPTS[i % len(PROMPTS)], max_new_tokens=new_tokens, top_k=10,
+                                  seed=str(i % len(PROMPTS)), api_name="/generate"))
+    deadline = time.perf_counter() + 600
+    while time.perf_counter() < deadline and not all(job.done() for job in jobs):
+        now = time.perf_counter()
+        for i, job in enumerate(jobs):
+            outputs = job.outputs()
+            if outputs and results[i].first is None and len(outputs[-1][0]) > len(PROMPTS[i % len(PROMPTS)]):
+                results[i].first = now
+        time.sleep(0.01)
+    for i, job in enumerate(jobs):
         try:
-            url = f"http://127.0.0.1:{port}/"
-            connect(url).close()  # waits until the app answers
-            measure(url, 1, 4, expected=[""] * len(PROMPTS))  # warm-up: first-request costs
-            rows = [measure(url, n, args.new_tokens, expected) for n in counts]
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    print(f"GPT-2 {args.shape} shapes, {args.new_tokens} new tokens per stream, top-k 10, max batch {args.max_batch}")
+            final = job.outputs()[-1]
+            results[i].text, results[i].last = final[0], results[i].last or time.perf_counter()
+        except Exception as error:  # noqa: BLE001 - a failed stream is counted, not raised
+            results[i].error = f"{type(error).__name__}: {error}"
+        results[i].last = results[i].last or time.perf_counter()
+    for client in clients:
+        client.close()
+    return summarise(results, new_tokens, expected, started)
+
+
+async def teaching_fn(http: httpx.AsyncClient, url: str, elem_id: str) -> int:
+    """The fn_index of the click event of the button `elem_id` (teaching events have no API name)."""
+    config = (await http.get(url.rstrip("/") + "/config")).json()
+    component = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+    return next(d["id"] for d in config["dependencies"] if [component, "click"] in [list(t) for t in d["targets"]])
+
+
+async def mixed_class(url: str, new_tokens: int, expected: list[str]) -> dict:
+    """8 generating while 2 compare strategies (40 tokens, 4 lanes each) and 1 runs the cost race (100 tokens)."""
+    client = LightClient(url)
+    http = await client.connection()
+    compare = await teaching_fn(http, url, "strategies-compare")
+    race = await teaching_fn(http, url, "cost-run")
+    prompt = PROMPTS[0]
+    compare_inputs = [prompt, 40, "1", 0.8, 40, 1.0, 1.0]  # prompt, max_new_tokens, seed, temperature, top_k, top_p, penalty
+    others = [client.stream(compare, compare_inputs, text_output=0, status_output=1) for _ in range(2)]
+    others.append(client.stream(race, [prompt, 100], text_output=1, status_output=2))
+    try:
+        background = [asyncio.create_task(coroutine) for coroutine in others]
+        await asyncio.sleep(1.0)  # the comparisons and the race are under way when the class presses Generate
+        started = time.perf_counter()
+        results = await asyncio.gather(*(client.generate(PROMPTS[i % len(PROMPTS)], max_new_tokens=new_tokens,
+                                                         seed=str(i % len(PROMPTS))) for i in range(8)))
+        busy_until_end = all(not task.done() for task in background)
+        teaching = await asyncio.gather(*background)
+    finally:
+        await client.close()
+    row = summarise(list(results), new_tokens, expected, started)
+    row["teaching_errors"] = [r.error for r in teaching if r.error]
+    row["teaching_still_running_at_end"] = busy_until_end
+    return row
+
+
+BARE = """
+import json, sys, time, torch
+from gpt2demo.threads import configure_threads
+threads = configure_threads()
+folder, new_tokens, rows, prompts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+from gpt2demo.model import load_model
+from gpt2demo.generation import DecodeBatch, Generation
+from gpt2demo.serving.interface import Request
+from gpt2demo.settings import SamplingSettings
+model = load_model(folder, "cpu")
+requests = [Request(SamplingSettings(max_new_tokens=new_tokens, top_k=10, seed=i % 4), prompts[i % 4]) for i in range(rows)]
+def ours():
+    batch = DecodeBatch(model)
+    for request in requests:
+        batch.join(Generation(model, request))
+    while batch:
+        batch.step()
+def theirs():
+    tok = model.tokenizer
+    tok.padding_side = "left"
+    tok.pad_token = tok.eos_token
+    enc = tok([prompts[i % 4] for i in range(rows)], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        model.model.generate(**enc, do_sample=True, top_k=10, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             pad_token_id=tok.eos_token_id)
+out = {"threads": threads}
+for name, run in (("decode_batch", ours), ("transformers_generate", theirs)):
+    run()  # warm-up
+    started = time.perf_counter(); run(); seconds = time.perf_counter() - started
+    out[name] = round(rows * new_tokens / seconds, 2)
+print(json.dumps(out))
+"""
+
+
+def bare_batch(folder: str, new_tokens: int, rows: int) -> dict:
+    """The DecodeBatch and transformers' generate on `rows` requests in a process of their own (no server)."""
+    result = subprocess.run([sys.executable, "-c", BARE, folder, str(new_tokens), str(rows), json.dumps(PROMPTS)],
+                            cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def print_rows(title: str, rows: list[dict]) -> None:
+    print(title)
     print(f"{'N':>4} {'aggregate tok/s':>16} {'per-stream med':>15} {'per-stream min':>15} {'TTFT med s':>11} {'TTFT p95 s':>11} {'errors':>7}")
     for row in rows:
         print(f"{row['streams']:>4} {row['aggregate_tok_s']:>16} {row['per_stream_median_tok_s']:>15} {row['per_stream_min_tok_s']:>15} "
               f"{row['ttft_median_s']:>11} {row['ttft_p95_s']:>11} {row['errors']:>7}")
         for example in row["error_examples"]:
-            print(f"      error: {example[:200]}")
-    by_n = {row["streams"]: row for row in rows}
-    summary = {"rows": rows}
-    if 1 in by_n and 32 in by_n:
-        summary["speedup_32_over_1"] = round(by_n[32]["aggregate_tok_s"] / by_n[1]["aggregate_tok_s"], 2)
+            print(f"      error: {str(example)[:200]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", default="1,8,16,32")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--clients", default="light,gradio")
+    parser.add_argument("--shape", choices=["small", "tiny"], default="small")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.streams.split(",")]
+    kinds = args.clients.split(",")
+    summary: dict = {"targets": TARGETS}
+    with tempfile.TemporaryDirectory() as folder:
+        build_standin(Path(folder), GPT2_SMALL if args.shape == "small" else TINY)
+        expected = expected_texts(folder, args.new_tokens)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        with app_process(folder, port):
+            asyncio.run(light_class(url, 2, 4, [""] * len(PROMPTS)))  # warm-up: first-request costs
+            light = [asyncio.run(light_class(url, n, args.new_tokens, expected)) for n in counts] if "light" in kinds else []
+            gradio = [gradio_class(url, max(counts), args.new_tokens, expected)] if "gradio" in kinds else []
+            mixed = asyncio.run(mixed_class(url, args.new_tokens, expected))
+            plain8 = asyncio.run(light_class(url, 8, args.new_tokens, expected))
+        bare = bare_batch(folder, args.new_tokens, max(counts))
+    print(f"GPT-2 {args.shape} shapes, {args.new_tokens} new tokens per stream, top-k 10")
+    print_rows("light clients (raw SSE, one asyncio loop):", light)
+    print_rows("gradio_client jobs:", gradio)
+    print_rows("mixed class: 8 generating + 2 comparing strategies + 1 cost race (the 8's figures):", [mixed])
+    print_rows("plain class of 8, right after:", [plain8])
+    print(f"bare processes, {max(counts)} rows: DecodeBatch {bare['decode_batch']} tok/s, transformers generate "
+          f"{bare['transformers_generate']} tok/s ({bare['threads']} torch threads)")
+    summary.update(light=light, gradio=gradio, mixed=mixed, plain8=plain8, bare=bare)
+    summary["mixed/plain"] = round(mixed["aggregate_tok_s"] / plain8["aggregate_tok_s"], 3)
+    top = next((row for row in light if row["streams"] == max(counts)), None)
+    if top is not None:
+        summary["server/batch at 32"] = round(top["aggregate_tok_s"] / bare["decode_batch"], 3)
+        summary["server/generate at 32"] = round(top["aggregate_tok_s"] / bare["transformers_generate"], 3)
+    for key in ("mixed/plain", "server/batch at 32", "server/generate at 32"):
+        if key in summary:
+            print(f"{key}: {summary[key]} (target >= {TARGETS[key]})")
     print(json.dumps(summary))
 
 

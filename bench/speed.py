@@ -20,9 +20,12 @@ import time
 
 import torch
 
-from gpt2demo.engine import configure_threads, generate_steps, load_model
+from gpt2demo.generation import generate_steps
+from gpt2demo.model import load_model
+from gpt2demo.serving.interface import Request
 from gpt2demo.settings import SamplingSettings
-from gpt2demo.standin import GPT2_SMALL, build_standin
+from gpt2demo.threads import configure_threads
+from tools.standin import GPT2_SMALL, build_standin
 
 PROMPT = "Yesterday, a man named Jack said he saw an alien,"
 
@@ -46,7 +49,7 @@ def hf_generate(model, tokenizer, new_tokens: int) -> int:
 
 
 def ours(loaded, new_tokens: int) -> int:
-    steps = list(generate_steps(loaded, PROMPT, SamplingSettings(top_k=10, max_new_tokens=new_tokens, seed=0)))
+    steps = list(generate_steps(loaded, Request(SamplingSettings(top_k=10, max_new_tokens=new_tokens, seed=0), PROMPT)))
     return sum(s.token_id is not None for s in steps)
 
 
@@ -61,7 +64,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each method; the median is reported")
     parser.add_argument("--new-tokens", type=int, default=100)
     args = parser.parse_args()
-    configure_threads()  # as the app and the CLI do; all three methods run under it
+    configure_threads()  # as the engine does; all three methods run under it
     random.seed(0)
     with tempfile.TemporaryDirectory() as folder:
         build_standin(folder, GPT2_SMALL)

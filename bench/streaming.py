@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,9 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpt2demo.engine import generate_steps, load_model  # noqa: E402
+from gpt2demo.generation import generate_steps  # noqa: E402
+from gpt2demo.model import load_model  # noqa: E402
+from gpt2demo.serving.interface import Request  # noqa: E402
 from gpt2demo.settings import SamplingSettings  # noqa: E402
-from gpt2demo.standin import GPT2_SMALL, build_standin  # noqa: E402
+from gpt2demo.threads import configure_threads  # noqa: E402
+from tools.ports import free_port  # noqa: E402
+from tools.standin import GPT2_SMALL, build_standin  # noqa: E402
 
 PROMPT = "Yesterday, a man named Jack said he saw an alien,"  # the tutorial's prompt
 SETTINGS = SamplingSettings(max_new_tokens=100, top_k=10, seed=0)  # the tutorial's top-k, a fixed seed
@@ -42,16 +45,10 @@ WARMUP_RUNS = 2
 TARGET_RATIO = 0.9
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def time_raw(model, settings: SamplingSettings) -> tuple[float, int, str]:
     """Seconds from the call to the last token, tokens made, and the continuation."""
     started = time.perf_counter()
-    steps = list(generate_steps(model, PROMPT, settings))
+    steps = list(generate_steps(model, Request(settings, PROMPT)))
     return time.perf_counter() - started, sum(s.token_id is not None for s in steps), "".join(s.text for s in steps)
 
 
@@ -123,6 +120,7 @@ def measure(repeats: int) -> tuple[list[tuple], list[tuple]]:
         server = serve(model_dir, port)
         try:
             client = connect(f"http://127.0.0.1:{port}/")
+            configure_threads()  # as the engine process does
             model = load_model(str(model_dir), "cpu")
             for _ in range(WARMUP_RUNS):  # the first runs of a process pay one-off costs (allocator, thread pool)
                 time_client(client, WARMUP)  # the first also waits for the app's model

@@ -3,7 +3,7 @@
 Off: consume generate_steps() and do nothing else. On: also render, after every
 step, what the "Inside each step" tab sends the page (token-view HTML, chart
 data, cut-off line, step table, status) — every step, without the tab's
-20-updates-a-second throttle, so this is the worst case.
+4-updates-a-second pacing, so this is the worst case.
 
 GPT-2 small shapes (124M parameters, random weights: speed does not depend on
 the weights' values) with GPT-2's real tokenizer, 100 new tokens, top-k = 10.
@@ -23,10 +23,12 @@ import time
 
 import torch
 
-from gpt2demo.engine import generate_steps, load_model
+from gpt2demo.generation import generate_steps
+from gpt2demo.model import load_model
+from gpt2demo.serving.interface import Request
 from gpt2demo.settings import SamplingSettings
-from gpt2demo.standin import GPT2_SMALL, build_standin
-from gpt2demo.ui.views.token_view import TokenView
+from gpt2demo.ui.views.inside import TokenView
+from tools.standin import GPT2_SMALL, build_standin
 
 PROMPT = "Yesterday, a man named Jack said he saw an alien,"
 LIMIT_PERCENT = 10.0  # the views may cost at most this much of plain generation's tokens/s
@@ -34,11 +36,11 @@ LIMIT_PERCENT = 10.0  # the views may cost at most this much of plain generation
 
 def run(model, settings: SamplingSettings, views: bool) -> tuple[float, list[float]]:
     """Tokens/s of one generation, and the seconds spent rendering each step (empty when views are off)."""
-    view = TokenView(model, PROMPT, settings, settings.seed) if views else None
+    view = TokenView(PROMPT, settings, model.eos_token_id, settings.seed) if views else None
     render_seconds: list[float] = []
     tokens = 0
     started = time.perf_counter()
-    for step in generate_steps(model, PROMPT, settings):
+    for step in generate_steps(model, Request(settings, PROMPT)):
         tokens += step.token_id is not None
         if view is not None:
             render_started = time.perf_counter()
@@ -57,7 +59,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         build_standin(folder, GPT2_SMALL)
         model = load_model(folder, "cpu")
-        model.token_texts  # built once, as the app does at load
         run(model, settings, views=True)  # warm-up: first-call allocations, pandas, tokenizer caches
         rates = {"off": [], "on": []}
         render_ms: list[float] = []

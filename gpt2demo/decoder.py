@@ -10,63 +10,16 @@ projections, MLPs) and does only the attention bookkeeping itself, so that:
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+
 import torch
 import torch.nn.functional as F
 
+from gpt2demo.kvcache import KVCache
 from gpt2demo.linear import pick_linear
 
-SEQ_CHUNK = 128  # the cache grows along the sequence in steps of this many positions
-
-
-class KVCache:
-    """Keys and values of every layer for `rows` sequences, each of its own length.
-
-    Rows are kept packed at the front (0..rows-1): a leaving row is replaced by
-    the last one, so a step never computes on empty rows.
-    """
-
-    def __init__(self, n_layer: int, n_head: int, head_dim: int, dtype: torch.dtype, device: torch.device):
-        self.shape_tail = (n_head, head_dim)
-        self.keys = [torch.empty(0, n_head, 0, head_dim, dtype=dtype, device=device) for _ in range(n_layer)]
-        self.values = [torch.empty(0, n_head, 0, head_dim, dtype=dtype, device=device) for _ in range(n_layer)]
-        self.lengths = torch.zeros(0, dtype=torch.long, device=device)  # (rows,) tokens cached per row
-
-    @property
-    def rows(self) -> int:
-        return self.lengths.shape[0]
-
-    def reserve(self, rows: int, positions: int) -> None:
-        """Make room for `rows` rows of `positions` tokens, keeping what is cached."""
-        have_rows, _, have_positions, _ = self.keys[0].shape
-        if rows <= have_rows and positions <= have_positions:
-            return
-        new_rows = max(rows, 2 * have_rows)  # doubling keeps reallocations rare as a class joins
-        new_positions = max(have_positions, -(-positions // SEQ_CHUNK) * SEQ_CHUNK)
-        for layer, (old_k, old_v) in enumerate(zip(self.keys, self.values)):
-            # Zeros, not empty(): masked-out positions still enter the attention products,
-            # and uninitialised memory can hold NaN, which a mask does not cancel (NaN * 0 = NaN).
-            k = old_k.new_zeros(new_rows, self.shape_tail[0], new_positions, self.shape_tail[1])
-            v = torch.zeros_like(k)
-            k[:have_rows, :, :have_positions] = old_k
-            v[:have_rows, :, :have_positions] = old_v
-            self.keys[layer], self.values[layer] = k, v
-
-    def add_row(self) -> int:
-        """Append an empty row; return its index."""
-        self.reserve(self.rows + 1, int(self.lengths.max()) if self.rows else 1)
-        self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(1)])
-        return self.rows - 1
-
-    def remove_row(self, row: int) -> None:
-        """Drop a row by moving the last row into its place (the caller mirrors this move)."""
-        last = self.rows - 1
-        if row != last:
-            used = int(self.lengths[last])
-            for k, v in zip(self.keys, self.values):
-                k[row, :, :used] = k[last, :, :used]
-                v[row, :, :used] = v[last, :, :used]
-            self.lengths[row] = self.lengths[last]
-        self.lengths = self.lengths[:last].clone()
+PRECISIONS = ("float32",)  # what the weights may be stored as
 
 
 class GPT2Decoder:
@@ -76,7 +29,9 @@ class GPT2Decoder:
     (rows join and leave), which inference tensors do not allow outside that mode.
     """
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, precision: str = "float32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} (got {precision!r})")
         if getattr(model.config, "model_type", None) != "gpt2":
             raise ValueError(f"gpt2demo runs GPT-2-architecture models (model_type 'gpt2'), not {model.config.model_type!r}")
         self.model = model
@@ -93,6 +48,13 @@ class GPT2Decoder:
         # any other activation runs after it.
         self._tanh_gelu = model.config.activation_function == "gelu_new"
         self._activation = (lambda h: h) if self._tanh_gelu else model.transformer.h[0].mlp.act
+        self.precision = str(weight.dtype).removeprefix("torch.")
+        # Which threads ran forward passes, and how many: the engine's stats report it, so a
+        # test can check that every pass ran on the engine's one thread.
+        self.forward_threads: Counter[str] = Counter()
+
+    def _record_forward(self) -> None:
+        self.forward_threads[threading.current_thread().name] += 1
 
     def new_cache(self) -> KVCache:
         param = self.lm_head_t
@@ -124,37 +86,54 @@ class GPT2Decoder:
         return self._linear(self.model.transformer.ln_f(last_hidden), self.lm_head_t, None, False)  # (B, vocab)
 
     @torch.no_grad()
-    def prefill(self, cache: KVCache, rows: list[int], prompts: list[list[int]]) -> torch.Tensor:
-        """Run new rows' prompts in one pass, caching their keys and values; return next-token logits (len(rows), vocab).
+    def extend(self, cache: KVCache, rows: list[int], chunks: list[list[int]]) -> torch.Tensor:
+        """Append each row's next prompt tokens to its cache in one pass; return next-token logits (len(rows), vocab).
 
-        Prompts are right-padded to the longest: under the causal mask a real token never
-        sees the padding after it, so no other mask is needed, and every row keeps the
-        positions 0..len-1 it would have alone. The padding's cache entries lie past the
-        row's length, where decode() never looks and later tokens overwrite them.
+        A row may already hold tokens (its prompt read in chunks between decode steps), so
+        token t of row i sits at position lengths[i] + t and sees everything before it.
+        Chunks are right-padded to the longest: a real token never sees the padding after
+        it, and the padding's cache entries lie past the row's length, where decode()
+        never looks and later tokens overwrite them.
         """
+        self._record_forward()
         device = cache.lengths.device
-        lengths = torch.tensor([len(p) for p in prompts], device=device)
-        longest = int(lengths.max())
-        cache.reserve(cache.rows, longest)
-        ids = torch.zeros(len(prompts), longest, dtype=torch.long, device=device)
-        for i, prompt in enumerate(prompts):
-            ids[i, : len(prompt)] = torch.tensor(prompt, device=device)
         row_index = torch.tensor(rows, device=device)
+        starts = cache.lengths[row_index]  # (n,)
+        sizes = torch.tensor([len(chunk) for chunk in chunks], device=device)
+        width = int(sizes.max())
+        cache.reserve(cache.rows, int(starts.max()) + width)
+        ids = torch.zeros(len(chunks), width, dtype=torch.long, device=device)
+        for i, chunk in enumerate(chunks):
+            ids[i, : len(chunk)] = torch.tensor(chunk, device=device)
+        positions = starts[:, None] + torch.arange(width, device=device)  # (n, T)
         transformer = self.model.transformer
-        x = transformer.wte(ids) + transformer.wpe(torch.arange(longest, device=device))[None]  # (n, T, C)
+        x = transformer.wte(ids) + transformer.wpe(positions.clamp(max=self.config.n_positions - 1))  # (n, T, C)
+        fresh = not bool(starts.any())  # every row starts empty: plain causal attention over the chunk
+        span = int(starts.max()) + width
+        # (n, 1, T, span): token t of row i sees positions up to its own.
+        mask = None if fresh else (torch.arange(span, device=device)[None, None, :] <= positions[:, :, None])[:, None]
 
         def attend(layer, scale, q, k, v):
-            cache.keys[layer][row_index, :, :longest] = k
-            cache.values[layer][row_index, :, :longest] = v
-            return F.scaled_dot_product_attention(q, k, v, is_causal=longest > 1, scale=scale)
+            keys, values = cache.keys(layer), cache.values(layer)
+            keys[row_index[:, None], :, positions] = k.transpose(1, 2)  # (n, T, H, D) into (rows, H, P, D)
+            values[row_index[:, None], :, positions] = v.transpose(1, 2)
+            if fresh:
+                return F.scaled_dot_product_attention(q, k, v, is_causal=width > 1, scale=scale)
+            return F.scaled_dot_product_attention(q, keys[row_index, :, :span], values[row_index, :, :span],
+                                                  attn_mask=mask, scale=scale)
 
         hidden = self._blocks(x, attend)  # (n, T, C)
-        cache.lengths[row_index] = lengths
-        return self._logits(hidden[torch.arange(len(prompts), device=device), lengths - 1])
+        cache.lengths[row_index] = starts + sizes
+        return self._logits(hidden[torch.arange(len(chunks), device=device), sizes - 1])
+
+    def prefill(self, cache: KVCache, rows: list[int], prompts: list[list[int]]) -> torch.Tensor:
+        """Read whole prompts into empty rows: extend() from position 0."""
+        return self.extend(cache, rows, prompts)
 
     @torch.no_grad()
     def decode(self, cache: KVCache, token_ids: torch.Tensor) -> torch.Tensor:
         """Feed one new token to every row at once; return next-token logits (rows, vocab)."""
+        self._record_forward()
         rows = cache.rows
         lengths = cache.lengths  # (B,) each row's new token goes at this position
         total = int(lengths.max()) + 1
@@ -166,7 +145,7 @@ class GPT2Decoder:
         mask = None if rows == 1 else (torch.arange(total, device=lengths.device)[None, :] <= lengths[:, None])[:, None, None, :]
 
         def attend(layer, scale, q, k, v):
-            keys, values = cache.keys[layer], cache.values[layer]
+            keys, values = cache.keys(layer), cache.values(layer)
             keys[row_index, :, lengths] = k[:, :, 0]
             values[row_index, :, lengths] = v[:, :, 0]
             return F.scaled_dot_product_attention(q, keys[:rows, :, :total], values[:rows, :, :total], attn_mask=mask, scale=scale)
@@ -174,3 +153,10 @@ class GPT2Decoder:
         logits = self._logits(self._blocks(x, attend)[:, -1, :])
         cache.lengths = lengths + 1
         return logits
+
+    @torch.no_grad()
+    def recompute(self, token_ids: list[int]) -> torch.Tensor:
+        """The tutorial's step: the whole sequence through transformers' own forward, no cache; logits (vocab,)."""
+        self._record_forward()
+        tokens = torch.tensor([token_ids], device=self.lm_head_t.device)
+        return self.model(tokens, use_cache=False).logits[0, -1]

@@ -11,6 +11,10 @@ import unicodedata
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gpt2demo.errors import BadRequest, excerpt
+
+MAX_NUMBER_CHARS = 64  # a number typed or sent as text; longer is refused before parsing
+
 
 @dataclass(frozen=True)
 class Bounds:
@@ -41,61 +45,54 @@ class SamplingSettings:
     seed: int | None = None  # None = a fresh random seed, reported back so the run can be repeated
 
 
-def bilingual(english: str, chinese: str) -> str:
-    """One message for both audiences of the page: English first, then Chinese."""
-    return f"{english} / {chinese}"
+def _bad(kind: str, name: str, low: Any, high: Any, value: Any) -> BadRequest:
+    return BadRequest(kind, parameter=name, low=low, high=high, got=excerpt(value))
 
 
-def _range_error(name: str, low: Any, high: Any, value: Any, kind: str) -> ValueError:
-    kind_zh = "整数" if kind == "integer" else "数"
-    return ValueError(
-        bilingual(
-            f"{name} must be {'an' if kind == 'integer' else 'a'} {kind} from {low} to {high} (got {value!r})",
-            f"{name} 必须是 {low} 到 {high} 之间的{kind_zh}（收到 {value!r}）",
-        )
-    )
-
-
-def _as_integer(name: str, value: Any, low: int, high: int) -> int:
+def check_integer(name: str, value: Any, low: int, high: int) -> int:
     # Accept 10, 10.0 and "10" (the API and sliders send floats and strings); refuse 10.5, NaN, bools.
     if isinstance(value, bool):
-        raise _range_error(name, low, high, value, "integer")
+        raise _bad("integer", name, low, high, value)
     try:
-        number = float(value) if isinstance(value, str) else value
-        if isinstance(number, float):
-            if not math.isfinite(number) or not number.is_integer():
+        if isinstance(value, str):
+            if len(value) > MAX_NUMBER_CHARS:  # int("1" * 10**6) alone takes seconds
                 raise ValueError
-            number = int(number)
-        number = int(number)
+            value_number = float(value)
+        else:
+            value_number = value
+        if isinstance(value_number, float):
+            if not math.isfinite(value_number) or not value_number.is_integer():
+                raise ValueError
+        number = int(value_number)
     except (TypeError, ValueError, OverflowError):
-        raise _range_error(name, low, high, value, "integer") from None
+        raise _bad("integer", name, low, high, value) from None
     if not low <= number <= high:
-        raise _range_error(name, low, high, value, "integer")
+        raise _bad("integer", name, low, high, value)
     return number
 
 
-def _as_float(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool):
-        raise _range_error(name, low, high, value, "number")
+def check_number(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or (isinstance(value, str) and len(value) > MAX_NUMBER_CHARS):
+        raise _bad("number", name, low, high, value)
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise _range_error(name, low, high, value, "number") from None
+        raise _bad("number", name, low, high, value) from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise _range_error(name, low, high, value, "number")
+        raise _bad("number", name, low, high, value)
     return number
 
 
-def _as_bool(name: str, value: Any) -> bool:
+def check_boolean(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if value in (0, 1, "0", "1", "true", "false", "True", "False"):
+    if isinstance(value, (int, float, str)) and value in (0, 1, "0", "1", "true", "false", "True", "False"):
         return str(value).lower() in ("1", "true")
-    raise ValueError(bilingual(f"{name} must be true or false (got {value!r})", f"{name} 必须是 true 或 false（收到 {value!r}）"))
+    raise BadRequest("boolean", parameter=name, got=excerpt(value))
 
 
 def check_prompt(prompt: Any) -> str:
-    """Return the prompt if it can be tokenized; raise ValueError naming the problem.
+    """Return the prompt if it can be tokenized; raise BadRequest naming the problem.
 
     An empty or whitespace-only prompt is allowed: generation then starts from
     <|endoftext|>, like GPT-2's unconditional samples.
@@ -103,25 +100,15 @@ def check_prompt(prompt: Any) -> str:
     if prompt is None:
         prompt = ""
     if not isinstance(prompt, str):
-        raise ValueError(bilingual(f"prompt must be text (got {type(prompt).__name__})", f"prompt 必须是文本（收到 {type(prompt).__name__}）"))
+        raise BadRequest("prompt_type", got=type(prompt).__name__)
     if len(prompt) > BOUNDS.prompt_chars:
-        raise ValueError(
-            bilingual(
-                f"prompt must be at most {BOUNDS.prompt_chars} characters (got {len(prompt)})",
-                f"prompt 最多 {BOUNDS.prompt_chars} 个字符（收到 {len(prompt)}）",
-            )
-        )
+        raise BadRequest("prompt_length", limit=BOUNDS.prompt_chars, got=len(prompt))
     for position, char in enumerate(prompt):
         category = unicodedata.category(char)
         # Lone surrogates cannot be encoded as UTF-8; control characters other than
         # newline and tab are invisible and almost always a paste accident.
         if category == "Cs" or (category == "Cc" and char not in "\n\t\r"):
-            raise ValueError(
-                bilingual(
-                    f"prompt contains an unsupported character U+{ord(char):04X} at position {position}",
-                    f"prompt 在第 {position} 个位置含有不支持的字符 U+{ord(char):04X}",
-                )
-            )
+            raise BadRequest("prompt_character", codepoint=f"U+{ord(char):04X}", position=position)
     return prompt
 
 
@@ -135,23 +122,26 @@ def check_settings(
     seed: Any = SamplingSettings.seed,
     vocab_size: int | None = None,
 ) -> SamplingSettings:
-    """Turn raw values from any caller (page, API, CLI) into SamplingSettings.
+    """Turn raw values from any caller (page, API, CLI) into SamplingSettings: the one check.
+
+    Callers check where a request enters; the engine trusts the SamplingSettings it
+    receives and checks only what depends on the model (top_k against its vocabulary).
 
     Args:
         vocab_size: when known, top_k may not exceed the loaded model's vocabulary.
     Raises:
-        ValueError: naming the first bad parameter and its allowed range.
+        BadRequest: naming the first bad parameter, its allowed range and an excerpt of the value.
     """
     top_k_high = BOUNDS.top_k[1] if vocab_size is None else vocab_size
     blank_seed = seed is None or (isinstance(seed, str) and not seed.strip())
     return SamplingSettings(
-        max_new_tokens=_as_integer("max_new_tokens", max_new_tokens, *BOUNDS.max_new_tokens),
-        top_k=_as_integer("top_k", top_k, BOUNDS.top_k[0], top_k_high),
-        top_p=_as_float("top_p", top_p, *BOUNDS.top_p),
-        temperature=_as_float("temperature", temperature, *BOUNDS.temperature),
-        repetition_penalty=_as_float("repetition_penalty", repetition_penalty, *BOUNDS.repetition_penalty),
-        greedy=_as_bool("greedy", greedy),
-        seed=None if blank_seed else _as_integer("seed", seed, *BOUNDS.seed),
+        max_new_tokens=check_integer("max_new_tokens", max_new_tokens, *BOUNDS.max_new_tokens),
+        top_k=check_integer("top_k", top_k, BOUNDS.top_k[0], top_k_high),
+        top_p=check_number("top_p", top_p, *BOUNDS.top_p),
+        temperature=check_number("temperature", temperature, *BOUNDS.temperature),
+        repetition_penalty=check_number("repetition_penalty", repetition_penalty, *BOUNDS.repetition_penalty),
+        greedy=check_boolean("greedy", greedy),
+        seed=None if blank_seed else check_integer("seed", seed, *BOUNDS.seed),
     )
 
 

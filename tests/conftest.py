@@ -1,14 +1,16 @@
-"""Shared fixtures: stand-in GPT-2 checkpoints (real tokenizer, random weights)."""
+"""Shared fixtures: stand-in GPT-2 checkpoints (real tokenizer, random weights) and engines on them."""
 
 from __future__ import annotations
 
 import pytest
 
-from gpt2demo.engine import LoadedModel, load_model
-from gpt2demo.standin import GPT2_SMALL, TINY, build_standin
+from gpt2demo.model import LoadedModel, load_model
+from gpt2demo.serving.local import LocalEngine
+from tools.standin import GPT2_SMALL, TINY, build_standin
 
 TUTORIAL_PROMPT = "Yesterday, a man named Jack said he saw an alien,"
 TUTORIAL_IDS = [28065, 11, 257, 582, 3706, 3619, 531, 339, 2497, 281, 8756, 11]  # GPT-2's own ids
+DEADLINE_SECONDS = 60  # anything still pending after this long is a hang
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +28,19 @@ def small_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir) -> LoadedModel:
     return load_model(str(tiny_model_dir), "cpu")
+
+
+def local_engine(model_dir, **options) -> LocalEngine:
+    """A started LocalEngine on a model folder, ready (the caller closes it)."""
+    engine = LocalEngine(str(model_dir), "cpu", **{"max_batch": 4, "queue_size": 8, **options}).start()
+    state = engine.wait_ready_blocking(DEADLINE_SECONDS)
+    assert state.phase == "ready", state.error
+    return engine
+
+
+@pytest.fixture
+def engine(tiny_model_dir):
+    """An in-process engine on the tiny model (its model is the process-wide tiny_model)."""
+    engine = local_engine(tiny_model_dir)
+    yield engine
+    engine.close()

@@ -15,9 +15,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gpt2demo import corpus
+from gpt2demo.sources import BUNDLED_DIR as BUNDLED
+from tools import corpus
 
-BUNDLED = Path(corpus.__file__).parent / "bundled"
 HELDOUT_WORDS = Path(__file__).parent / "data" / "heldout_words.txt"
 TUTORIAL_PROMPT = "Yesterday, a man named Jack said he saw an alien,"
 MAX_BYTES = 20 * 1024 * 1024
@@ -96,9 +96,29 @@ def test_committed_word_list_matches_the_corpus_split():
     assert HELDOUT_WORDS.read_text().split() == expected
 
 
+def real_word_share(text: str, known: set[str]) -> tuple[int, float]:
+    words = re.findall(r"[a-z]+", text.lower())
+    return len(words), sum(word in known for word in words) / max(len(words), 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_empty_prompt_writes_prose_too(seed):
+    """The model's own start for an empty prompt (gpt2demo.json: a paragraph break), not title-page capitals."""
+    from gpt2demo.generation import generate_text
+    from gpt2demo.model import load_model
+    from gpt2demo.settings import SamplingSettings
+
+    loaded = load_model("bundled", "cpu")
+    assert loaded.start_token_ids == loaded.encode("\n\n")
+    result = generate_text(loaded, "", SamplingSettings(top_k=10, max_new_tokens=200, seed=seed))
+    count, share = real_word_share(result.text, set(HELDOUT_WORDS.read_text().split()))
+    assert count >= 100 and share >= 0.80, (count, share, result.text[:300])
+
+
 def test_the_demos_own_path_writes_mostly_real_words():
     """Through `--model bundled`: the same wrapper and generator the page and CLI use."""
-    from gpt2demo.engine import generate_text, load_model
+    from gpt2demo.generation import generate_text
+    from gpt2demo.model import load_model
     from gpt2demo.settings import SamplingSettings
 
     known = set(HELDOUT_WORDS.read_text().split())

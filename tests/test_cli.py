@@ -1,14 +1,18 @@
 import subprocess
 import sys
+from pathlib import Path
 
-from gpt2demo.engine import generate_text
+from gpt2demo.generation import generate_text
 from gpt2demo.settings import SamplingSettings
 
 from conftest import TUTORIAL_IDS, TUTORIAL_PROMPT
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "gpt2demo", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "gpt2demo", *args], capture_output=True, text=True, timeout=300, cwd=REPO)
 
 
 def test_cli_prints_the_tokens_and_the_same_continuation_as_the_engine(tiny_model, tiny_model_dir):
@@ -30,18 +34,32 @@ def test_cli_sampling_flags_reach_the_engine(tiny_model, tiny_model_dir):
 
 def test_cli_bad_input_exits_2_with_a_message_naming_the_parameter(tiny_model_dir):
     for flags, message in [
-        (["--top-k", "-5"], "top_k must be an integer from 0 to 50257 (got '-5')"),
-        (["--temperature", "inf"], "temperature must be a number from 0.01 to 5.0"),
-        (["--max-new-tokens", "2000"], "max_new_tokens must be an integer from 1 to 1024"),
-        (["--seed", "abc"], "seed must be an integer"),
+        (["--top-k", "-5"], "error: --top-k must be an integer from 0 to 50257 (got '-5')\n"),
+        (["--temperature", "inf"], "error: --temperature must be a number from 0.01 to 5.0 (got 'inf')\n"),
+        (["--max-new-tokens", "2000"], "error: --max-new-tokens must be an integer from 1 to 1024 (got '2000')\n"),
+        (["--seed", "abc"], "error: --seed must be an integer from 0 to 4294967295 (got 'abc')\n"),
     ]:
         result = run_cli("Hello", "--model", str(tiny_model_dir), *flags)
-        assert result.returncode == 2 and message in result.stderr and result.stdout == ""
+        assert (result.returncode, result.stderr, result.stdout) == (2, message, "")  # refused before loading anything
     result = run_cli("bell\x07", "--model", str(tiny_model_dir))
-    assert result.returncode == 2 and "unsupported character U+0007" in result.stderr
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.endswith("error: the prompt contains an unsupported character U+0007 at position 4\n")
 
 
 def test_cli_reports_a_missing_model_folder(tmp_path):
     result = run_cli("Hello", "--model", str(tmp_path / "gpt2"))
-    assert result.returncode == 1
-    assert "is neither a folder nor one of gpt2, bundled" in result.stderr
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.endswith(f"error: model '{tmp_path / 'gpt2'}' is neither a folder nor one of gpt2, bundled, modelscope:ID, hf:ID\n")
+
+
+def test_offline_the_cli_prints_only_the_continuation_and_starts_fast_the_second_time(tmp_path, monkeypatch):
+    # No hub can be resolved here (nor in CI): the first run probes them, the second remembers.
+    monkeypatch.setenv("GPT2DEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GPT2DEMO_OFFLINE", raising=False)
+    runs = [run_cli("Hi", "--max-new-tokens", "5", "--seed", "1") for _ in range(2)]
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Hi") and result.stdout.count("\n") == 1 and "[gpt2demo]" not in result.stdout
+    assert "modelscope:AI-ModelScope/gpt2: unreachable" in runs[0].stderr
+    assert "modelscope:AI-ModelScope/gpt2: remembered" in runs[1].stderr
+    assert runs[0].stdout == runs[1].stdout  # the same bundled model and seed

@@ -1,10 +1,12 @@
-"""Property-based tests: any input either works or is refused with a clear ValueError."""
+"""Property-based tests: any input either works or is refused with a BadRequest naming the parameter."""
 
 import math
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from gpt2demo.engine import FINISH_REASONS, generate_text
+from gpt2demo.errors import BadRequest
+from gpt2demo.generation import generate_text
+from gpt2demo.serving.interface import FINISH_REASONS
 from gpt2demo.settings import BOUNDS, SamplingSettings, check_prompt, check_settings
 
 PARAMETERS = ["max_new_tokens", "top_k", "top_p", "temperature", "repetition_penalty", "seed", "greedy"]
@@ -24,9 +26,9 @@ anything = st.one_of(
 def test_check_settings_returns_in_bounds_settings_or_names_the_bad_parameter(raw):
     try:
         result = check_settings(**raw)
-    except ValueError as error:
-        message = str(error)
-        assert any(message.startswith(f"{name} must be") for name in raw), message
+    except BadRequest as error:
+        assert error.code in ("integer", "number", "boolean") and error.facts["parameter"] in raw, error
+        assert len(error.facts["got"]) <= 50
         return
     assert BOUNDS.max_new_tokens[0] <= result.max_new_tokens <= BOUNDS.max_new_tokens[1]
     assert BOUNDS.top_k[0] <= result.top_k <= BOUNDS.top_k[1]
@@ -42,8 +44,8 @@ def test_check_settings_returns_in_bounds_settings_or_names_the_bad_parameter(ra
 def test_check_prompt_accepts_or_explains(prompt):
     try:
         assert check_prompt(prompt) == prompt
-    except ValueError as error:
-        assert str(error).startswith("prompt ")
+    except BadRequest as error:
+        assert error.code == "prompt_character" and 0 <= error.facts["position"] < len(prompt)
 
 
 valid_settings = st.builds(

@@ -1,4 +1,4 @@
-"""Model sources. Only the network edge is replaced: the two libraries' snapshot_download."""
+"""Model sources. Only the network edge is replaced: the two libraries' snapshot_download and the hub probe."""
 
 import shutil
 
@@ -7,7 +7,8 @@ import modelscope
 import pytest
 
 from gpt2demo import sources
-from gpt2demo.engine import load_from_folder
+from gpt2demo.model import load_from_folder
+from gpt2demo.serving.interface import SourceAttempt
 from gpt2demo.sources import COMPLETE_MARKER, MANUAL_FETCH_COMMAND, ModelSourceError, check_model_folder, resolve_source
 
 
@@ -16,7 +17,9 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GPT2DEMO_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("GPT2DEMO_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("GPT2DEMO_RETRY", raising=False)
     monkeypatch.chdir(tmp_path)  # so a ./gpt2 folder of the developer's is not picked up
+    monkeypatch.setattr(sources, "probe_hub", lambda host, *args: None)  # the hubs answer (the tests fake them)
     return tmp_path / "cache"
 
 
@@ -71,10 +74,9 @@ def test_both_hubs_failing_without_bundled_model_says_what_was_tried(cache, tiny
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_hub(tiny_model_dir, [], "hf", fail=OSError("huggingface.co unreachable")))
     with pytest.raises(ModelSourceError) as error:
         resolve_source("gpt2")
-    message = str(error.value)
-    assert "modelscope:AI-ModelScope/gpt2 could not be downloaded (ConnectionError: modelscope.cn unreachable)" in message
-    assert "huggingface:openai-community/gpt2 could not be downloaded (OSError: huggingface.co unreachable)" in message
-    assert MANUAL_FETCH_COMMAND in message
+    assert (error.value.code, error.value.facts) == ("unavailable", {"tried": [
+        ("modelscope:AI-ModelScope/gpt2", "download", "ConnectionError: modelscope.cn unreachable"),
+        ("huggingface:openai-community/gpt2", "download", "OSError: huggingface.co unreachable")], "command": MANUAL_FETCH_COMMAND})
 
 
 def test_both_hubs_failing_falls_back_to_the_bundled_model_with_a_notice(cache, tiny_model_dir, monkeypatch):
@@ -82,8 +84,9 @@ def test_both_hubs_failing_falls_back_to_the_bundled_model_with_a_notice(cache, 
     monkeypatch.setattr(modelscope, "snapshot_download", fake_hub(tiny_model_dir, [], "ms", fail=ConnectionError("down")))
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_hub(tiny_model_dir, [], "hf", fail=ConnectionError("down")))
     source = resolve_source("gpt2")
-    assert (source.path, source.kind) == (tiny_model_dir, "bundled")
-    assert "small offline model" in source.fallback_notice and MANUAL_FETCH_COMMAND in source.fallback_notice
+    assert (source.path, source.kind, source.name) == (tiny_model_dir, "bundled", "bundled")
+    assert source.fallback == (SourceAttempt("modelscope:AI-ModelScope/gpt2", "download", "ConnectionError: down"),
+                               SourceAttempt("huggingface:openai-community/gpt2", "download", "ConnectionError: down"))
 
 
 def test_offline_mode_makes_no_download_attempt(cache, tiny_model_dir, monkeypatch):
@@ -103,12 +106,13 @@ def test_an_interrupted_download_is_never_loaded_and_is_resumed(cache, tiny_mode
         raise ConnectionResetError("connection lost at 40%")
 
     monkeypatch.setattr(modelscope, "snapshot_download", half_then_fail)
-    with pytest.raises(ModelSourceError, match="connection lost at 40%"):
+    with pytest.raises(ModelSourceError) as error:
         resolve_source("modelscope:AI-ModelScope/gpt2")
+    assert error.value.facts["detail"] == "ConnectionResetError: connection lost at 40%"
     folder = cache / "modelscope" / "AI-ModelScope--gpt2"
     assert (folder / "config.json").is_file() and not (folder / COMPLETE_MARKER).exists()
     monkeypatch.setattr(modelscope, "snapshot_download", interrupted)
-    source = resolve_source("modelscope:AI-ModelScope/gpt2")  # the next try downloads again into the same folder
+    source = resolve_source("modelscope:AI-ModelScope/gpt2", retry=True)  # the next try downloads again into the same folder
     assert source.path == folder and (folder / COMPLETE_MARKER).is_file() and len(calls) == 1
 
 
@@ -117,8 +121,9 @@ def test_a_download_missing_files_is_reported_and_not_marked_complete(cache, tin
     partial.mkdir()
     shutil.copyfile(tiny_model_dir / "config.json", partial / "config.json")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_hub(partial, [], "hf"))
-    with pytest.raises(ModelSourceError, match="has no weights file"):
+    with pytest.raises(ModelSourceError) as error:
         resolve_source("hf:someone/broken")
+    assert (error.value.code, error.value.facts["folder"]) == ("no_weights", "huggingface:someone/broken")
     assert not (cache / "huggingface" / "someone--broken" / COMPLETE_MARKER).exists()
 
 
@@ -126,15 +131,11 @@ def test_local_folder_checks_name_the_missing_file(tmp_path, tiny_model_dir):
     folder = tmp_path / "gpt2"
     shutil.copytree(tiny_model_dir, folder)
     check_model_folder(folder)
-    (folder / "merges.txt").unlink()
-    with pytest.raises(ModelSourceError, match="has no tokenizer files"):
-        resolve_source(str(folder))
-    (folder / "model.safetensors").unlink()
-    with pytest.raises(ModelSourceError, match="has no weights file"):
-        resolve_source(str(folder))
-    (folder / "config.json").unlink()
-    with pytest.raises(ModelSourceError, match="has no config.json"):
-        resolve_source(str(folder))
+    for missing, code in (("merges.txt", "no_tokenizer"), ("model.safetensors", "no_weights"), ("config.json", "no_config")):
+        (folder / missing).unlink()
+        with pytest.raises(ModelSourceError) as error:
+            resolve_source(str(folder))
+        assert (error.value.code, error.value.facts["folder"]) == (code, "gpt2")  # its name, not its path
 
 
 def test_a_corrupt_weights_file_gives_a_message_naming_the_folder(tmp_path, tiny_model_dir):
@@ -142,10 +143,33 @@ def test_a_corrupt_weights_file_gives_a_message_naming_the_folder(tmp_path, tiny
     shutil.copytree(tiny_model_dir, folder)
     (folder / "model.safetensors").write_bytes(b"\x00not a safetensors file")
     source = resolve_source(str(folder))
-    with pytest.raises(ModelSourceError, match=f"model folder {folder} could not be loaded"):
+    with pytest.raises(ModelSourceError) as error:
         load_from_folder(source, __import__("torch").device("cpu"))
+    assert (error.value.code, error.value.facts["folder"], error.value.facts["part"]) == (
+        "damaged", "corrupt", "model.safetensors or config.json")
 
 
 def test_unknown_spec_lists_the_accepted_forms(cache):
-    with pytest.raises(ModelSourceError, match="neither a folder nor one of gpt2, bundled, modelscope:ID, hf:ID"):
+    with pytest.raises(ModelSourceError) as error:
         resolve_source("no-such-thing")
+    assert (error.value.code, error.value.facts) == ("unknown_spec", {"spec": "no-such-thing"})
+
+
+def test_an_unreachable_hub_is_skipped_without_calling_its_library_and_remembered(cache, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(sources, "BUNDLED_DIR", tiny_model_dir)
+    probed = []
+    monkeypatch.setattr(sources, "probe_hub", lambda host, *args: probed.append(host) or f"{host}: name not resolved")
+    monkeypatch.setattr(modelscope, "snapshot_download", refuse_network("modelscope"))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse_network("huggingface_hub"))
+    first = resolve_source("gpt2")
+    assert [(a.source, a.kind, a.detail) for a in first.fallback] == [
+        ("modelscope:AI-ModelScope/gpt2", "unreachable", "www.modelscope.cn: name not resolved"),
+        ("huggingface:openai-community/gpt2", "unreachable", "huggingface.co: name not resolved")]
+    second = resolve_source("gpt2")  # the next start goes straight to the bundled model
+    assert [a.kind for a in second.fallback] == ["remembered", "remembered"] and len(probed) == 2
+    resolve_source("gpt2", retry=True)  # --retry-download: the hubs are tried again now
+    assert len(probed) == 4
+
+
+def test_the_probe_names_a_host_that_cannot_be_resolved():
+    assert sources.probe_hub("no-such-host.invalid", seconds=2.0).startswith("no-such-host.invalid: name not resolved")

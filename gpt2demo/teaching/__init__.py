@@ -1,9 +1,8 @@
-"""Engine-side logic behind the teaching views: what the page needs beyond the plain Steps.
+"""What the teaching tabs need beyond plain Steps, on the engine interface (no tensors here).
 
-- pieces.py: byte-level tokens and the characters they form (tokenizer view, token view);
-- stepmode.py: "you are the sampler", one token at a time with undo and branches;
-- lanes.py: the same prompt and seed under four strategies in one DecodeBatch;
-- cost.py: the tutorial's full re-run against the KV cache, timed step by step.
+- lanes.py: the same prompt and seed under four strategies, four requests in the shared batch;
+- sampler.py: "you are the sampler", one token at a time with undo and branches;
+- cost.py: the cost race's milestones and speeds (the race itself runs on the engine's thread).
 
-The views call these functions and render what they return; none of them draws anything.
+The views call these and render what they return; none of them draws anything.
 """

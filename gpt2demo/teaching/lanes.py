@@ -1,4 +1,4 @@
-"""Strategies side by side: one prompt and seed decoded four ways in one DecodeBatch.
+"""Strategies side by side: one prompt and seed decoded four ways, as four requests in the shared batch.
 
 Four rows of one batch share every forward pass, so the four lanes cost about
 one. Marking where a lane first leaves the greedy path, and which of its tokens
@@ -7,18 +7,20 @@ sit in a repeated 3-gram, shows the class why greedy decoding loops.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from typing import AsyncIterator, Callable
 
-from gpt2demo.engine import DecodeBatch, Generation, LoadedModel, Step
+from gpt2demo.serving.interface import Engine, Request, Step
+from gpt2demo.serving.tickets import Ticket
 from gpt2demo.settings import SamplingSettings
 
 REPEAT_N = 3  # a 3-gram of tokens seen twice counts as a repeat
 TUTORIAL_TOP_K = 10  # the tutorial's select_top_k picks among the 10 most likely
 NUCLEUS_TOP_P = 0.9
+TICK_SECONDS = 0.5  # with no step coming, the lanes are yielded anyway (Gradio notices a closed tab at a yield)
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,10 @@ def strategy_lanes(custom: SamplingSettings) -> list[Lane]:
 
 @dataclass
 class LaneRun:
-    """One lane's generation so far."""
+    """One lane's request and its steps so far."""
 
     lane: Lane
-    generation: Generation
+    ticket: Ticket
     steps: list[Step] = field(default_factory=list)
 
     @property
@@ -58,27 +60,42 @@ class LaneRun:
     def finished(self) -> bool:
         return bool(self.steps) and self.steps[-1].finish_reason is not None
 
+    @property
+    def stopped(self) -> bool:
+        """Cancelled (a Stop, or another lane's cancel) before its end."""
+        return bool(self.steps) and self.steps[-1].finish_reason == "stopped"
 
-def run_lanes(model: LoadedModel, prompt: str, lanes: list[Lane], cancel: threading.Event | None = None) -> Iterator[list[LaneRun]]:
-    """Decode every lane together, one batch step at a time; yields all lanes after each step.
+
+async def run_lanes(engine: Engine, prompt: str, lanes: list[Lane], attach: Callable[[Ticket], Ticket] = lambda t: t,
+                    spacing: float = 0.0) -> AsyncIterator[list[LaneRun]]:
+    """Submit every lane at once and yield all lanes whenever steps came, at most every `spacing` seconds.
 
     Args:
-        model: from load_model().
+        engine: the one door to the model; the four requests share its batch.
         prompt: the text all lanes continue.
         lanes: from strategy_lanes(), which gives every lane the same seed.
-        cancel: set it to stop every lane before its next token.
+        attach: given each ticket as it is submitted (the page's Stop holds them); cancelling
+            any one of them stops every lane.
+    Raises:
+        DemoError: a lane was refused (bad prompt, busy) or failed.
     """
-    cancel = cancel or threading.Event()
-    runs = [LaneRun(lane, Generation(model, prompt, lane.settings, cancel)) for lane in lanes]
-    by_generation = {id(run.generation): run for run in runs}
-    batch = DecodeBatch(model)
-    for run in runs:  # each prompt is read alone, then every lane joins the shared forward pass
-        run.steps.append(batch.add(run.generation))
-    yield runs
-    while batch:
-        for generation, step in batch.step():
-            by_generation[id(generation)].steps.append(step)
+    runs = [LaneRun(lane, attach(engine.submit(Request(lane.settings, prompt)))) for lane in lanes]
+    try:
+        for run in runs:
+            await run.ticket.accepted()
         yield runs
+        while not all(run.finished for run in runs):
+            active = [run for run in runs if not run.finished]
+            batches = await asyncio.gather(*(run.ticket.take(TICK_SECONDS, hold=spacing) for run in active))
+            for run, steps in zip(active, batches):
+                run.steps.extend(steps)
+            if any(run.stopped for run in runs):  # a comparison with a lane missing compares nothing
+                for run in runs:
+                    run.ticket.cancel()
+            yield runs
+    finally:
+        for run in runs:
+            run.ticket.cancel()  # a closed tab or a refused lane: nothing more is computed for the others
 
 
 def first_divergence(reference: list[int], other: list[int]) -> int | None:

@@ -1,16 +1,16 @@
-"""The Gradio page: one module per view; handlers call the engine, never the model directly.
+"""The Gradio page: it talks to the model only through the engine interface (gpt2demo/serving).
 
 Layout:
-  i18n.py          every label and message in English and Chinese
-  service.py       the one model and Scheduler every visitor shares, loaded in the background
-  runs.py          which generation belongs to which browser tab, so Stop and a closed tab reach it
-  live_output.py   steps -> the text, the prompt-in-grey HTML and the status line
-  handlers.py      the functions the page's events call (tests call them directly)
-  generate_tab.py  the Generate tab: prompt, controls, output
-  model_panel.py   which model runs where, banners (offline model, public link)
-  classroom.py     requests running / waiting
-  page.py          gr.Blocks: puts the views together and wires events; a new tab is one module + one line
-  server.py        launch: queue sizes, auth, share link with a local fallback
+  i18n/       every label and message in English and Chinese, and errors in words
+  widgets/    what several tabs draw: token boxes, candidate table, chart, controls, styles
+  views/      each tab's logic: its view of the engine's steps and its event handlers
+  tabs/       each tab's layout and wiring
+  runs.py     the one Stop mechanism: which runs belong to which browser tab
+  pacing.py   how often a streaming page is updated
+  panel.py    the model panel, banners, the classroom line
+  context.py  what every tab's handlers share (engine, runs, exposure)
+  page.py     gr.Blocks: the header, the tabs, the page-wide events
+  server.py   launch: queue, password, share link with a local fallback, safe settings
 """
 
 import os

@@ -7,18 +7,17 @@ from dataclasses import dataclass
 import gradio as gr
 from starlette.middleware import Middleware
 
-from gpt2demo.scheduler import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
-from gpt2demo.ui.handlers import Handlers
+from gpt2demo.serving.interface import Engine
+from gpt2demo.serving.interface import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
+from gpt2demo.sources import log
+from gpt2demo.ui.context import Exposure, PageContext
 from gpt2demo.ui.i18n import I18N, message
-from gpt2demo.ui.model_panel import Exposure
 from gpt2demo.ui.page import build_page
-from gpt2demo.ui.service import ModelService
 
 SPARE_WORKERS = 8  # Gradio worker slots beyond the generate handlers (page loads, timers)
 # Gradio's queue looks for new events every 1 ms while it is empty: 1000 wake-ups a second
-# in the process that decodes, each one taking a core from the matmul threads. Every 10 ms
-# costs a new request at most 10 ms; in an A/B run of bench/streaming.py's setting it raised
-# the client/raw ratio from 0.88 to 0.95.
+# on the web server's cores. Every 10 ms costs a new request at most 10 ms; in an A/B run
+# of bench/streaming.py's setting it raised the client/raw ratio from 0.88 to 0.95.
 QUEUE_IDLE_POLL_SECONDS = 0.01
 # Its progress loop (gr.Progress, shown while the model loads) wakes 100 times a second,
 # running or idle; 20 progress updates a second are plenty.
@@ -34,12 +33,12 @@ class ServerOptions:
     share: bool = False
     auth: tuple[str, str] | None = None
     max_batch: int = DEFAULT_MAX_BATCH  # requests decoded together
-    queue_size: int = DEFAULT_QUEUE_SIZE  # waiting requests, in the scheduler's line and in Gradio's queue
+    queue_size: int = DEFAULT_QUEUE_SIZE  # requests that may wait for a place in the batch
     concurrency: int | None = None  # generate handlers at once; None = max_batch + queue_size
 
     @property
     def handler_concurrency(self) -> int:
-        # Beyond max_batch, handlers wait in the scheduler's line, where they can show "N ahead of you".
+        # Beyond max_batch, handlers wait in the engine's line, where they can show "N ahead of you".
         return self.concurrency if self.concurrency is not None else self.max_batch + self.queue_size
 
 
@@ -47,7 +46,7 @@ def parse_auth(text: str) -> tuple[str, str]:
     """'USER:PASS' -> (user, password); the password may itself contain ':'."""
     user, colon, password = text.partition(":")
     if not colon or not user or not password:
-        raise ValueError(f"--auth must look like USER:PASS (got {text!r})")
+        raise ValueError("--auth must look like USER:PASS")
     return user, password
 
 
@@ -80,23 +79,23 @@ class RefuseUploads:
         await self.app(scope, receive, send)
 
 
-def build_demo(service: ModelService, options: ServerOptions) -> tuple[gr.Blocks, Handlers]:
-    """The page with its queue set up, and its handlers (whose Exposure launch() fills in)."""
+def build_demo(engine: Engine, options: ServerOptions) -> tuple[gr.Blocks, PageContext]:
+    """The page with its queue set up, and the context its handlers share (whose Exposure launch() fills in)."""
     check_options(options)
-    handlers = Handlers(service, Exposure(share_requested=options.share, has_auth=options.auth is not None))
-    demo, _ = build_page(handlers, options.handler_concurrency)
+    ctx = PageContext(engine, Exposure(share_requested=options.share, has_auth=options.auth is not None))
+    demo, _ = build_page(ctx, options.handler_concurrency)
     # api_open=False: without it Gradio also serves /gradio_api/run/generate, which runs the
     # handler outside the queue, past its size and concurrency limits.
     demo.queue(max_size=options.queue_size, api_open=False)
     slow_down_idle_polling(demo)
-    return demo, handlers
+    return demo, ctx
 
 
 def slow_down_idle_polling(demo: gr.Blocks) -> None:
     """Make Gradio's queue wake up less often: QUEUE_IDLE_POLL_SECONDS, PROGRESS_POLL_SECONDS.
 
     Gradio has no setting for either: this sets its queue's attributes, and leaves alone
-    a Gradio that lacks them (test_http_api checks that this one has them).
+    a Gradio that lacks them (test_http_api checks through queue_polling that this one has them).
     """
     queue = getattr(demo, "_queue", None)
     if queue is not None and hasattr(queue, "sleep_when_free"):
@@ -105,10 +104,20 @@ def slow_down_idle_polling(demo: gr.Blocks) -> None:
         queue.progress_update_sleep_when_free = PROGRESS_POLL_SECONDS
 
 
-def launch(demo: gr.Blocks, handlers: Handlers, options: ServerOptions, block: bool = True) -> str:
+def queue_polling(demo: gr.Blocks) -> tuple[float | None, float | None]:
+    """The queue's idle and progress polling intervals in seconds; None where this Gradio has no such attribute.
+
+    Gradio keeps its queue private: this is the one place outside slow_down_idle_polling
+    that looks at it, so tests can check that the settings arrived without reaching in.
+    """
+    queue = getattr(demo, "_queue", None)
+    return getattr(queue, "sleep_when_free", None), getattr(queue, "progress_update_sleep_when_free", None)
+
+
+def launch(demo: gr.Blocks, ctx: PageContext, options: ServerOptions, block: bool = True) -> str:
     """Start serving; returns the local URL. With block=True, serve until interrupted."""
     if options.share and options.auth is None:
-        print("[gpt2demo] WARNING: " + message("en", "public_no_auth"), flush=True)
+        log("WARNING: " + message("en", "public_no_auth"))
     _, local_url, share_url = demo.launch(
         server_name=options.host,
         server_port=options.port,
@@ -125,10 +134,10 @@ def launch(demo: gr.Blocks, handlers: Handlers, options: ServerOptions, block: b
         i18n=I18N,
         footer_links=["api"],
     )
-    handlers.exposure.local_url = local_url
-    handlers.exposure.share_url = share_url
-    if handlers.exposure.share_failed:
-        print("[gpt2demo] " + message("en", "share_failed", url=local_url), flush=True)
+    ctx.exposure.local_url = local_url
+    ctx.exposure.share_url = share_url
+    if ctx.exposure.share_failed:
+        log(message("en", "share_failed", url=local_url))
     if block:
         demo.block_thread()
     return local_url

@@ -1,0 +1,139 @@
+"""Keys and values of every layer for the rows of a batch, in memory that follows the live rows.
+
+One block per kind, (layers, rows, heads, positions, head_dim), of which rows
+0..rows-1 are live: a leaving row is replaced by the last one, so a step never
+computes on empty rows. Its size follows what the live rows need:
+
+- rows grow only when a row joins and there is no free one, to the next multiple
+  of ROW_STEP (at most ROW_STEP - 1 spare rows);
+- positions grow only when the longest live row needs more, in steps of SEQ_CHUNK;
+- when the batch empties the block is freed, and when it holds much more than
+  the live rows need (SHRINK_SPARE_ROWS rows or SHRINK_SPARE_POSITIONS positions
+  too many) it is copied into a block of the right size.
+
+GPT-2 small keeps 73.7 KB per row and position (12 layers x keys and values x 768
+floats), so 32 rows x 1024 positions are 2.4 GB: a block that only ever grew would
+keep one student's 1000-token request's memory for the life of the server.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import torch
+
+SEQ_CHUNK = 128  # positions are reserved in steps of this many
+ROW_STEP = 4  # rows are reserved in steps of this many
+SHRINK_SPARE_ROWS = 8  # copy into a smaller block when this many rows are spare...
+SHRINK_SPARE_POSITIONS = 2 * SEQ_CHUNK  # ...or this many positions beyond the longest row
+
+
+def round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def return_freed_memory() -> None:
+    """Ask glibc to hand freed heap memory back to the OS (a no-op elsewhere).
+
+    Blocks over the allocator's mmap threshold go back by themselves; smaller ones
+    (a short cache, activations) stay in the heap and would count as the server's
+    memory until reused.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    libc = ctypes.CDLL(name)
+    if hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+class KVCache:
+    """Keys and values of every layer for `rows` sequences, each of its own length."""
+
+    def __init__(self, n_layer: int, n_head: int, head_dim: int, dtype: torch.dtype, device: torch.device):
+        self.n_layer, self.n_head, self.head_dim = n_layer, n_head, head_dim
+        self.dtype, self.device = dtype, device
+        self._keys = self._values = self._block(0, 0)
+        self.lengths = torch.zeros(0, dtype=torch.long, device=device)  # (rows,) tokens cached per row
+
+    def _block(self, rows: int, positions: int) -> torch.Tensor:
+        # Zeros, not empty(): masked-out positions still enter the attention products, and
+        # uninitialised memory can hold NaN, which a mask does not cancel (NaN * 0 = NaN).
+        return torch.zeros(self.n_layer, rows, self.n_head, positions, self.head_dim, dtype=self.dtype, device=self.device)
+
+    @property
+    def rows(self) -> int:
+        return self.lengths.shape[0]
+
+    @property
+    def capacity(self) -> tuple[int, int]:
+        """(rows, positions) the block holds now."""
+        return self._keys.shape[1], self._keys.shape[3]
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * self._keys.numel() * self._keys.element_size()
+
+    def keys(self, layer: int) -> torch.Tensor:
+        return self._keys[layer]  # (capacity rows, heads, capacity positions, head_dim)
+
+    def values(self, layer: int) -> torch.Tensor:
+        return self._values[layer]
+
+    def longest(self) -> int:
+        return int(self.lengths.max()) if self.rows else 0
+
+    def reserve(self, rows: int, positions: int) -> None:
+        """Make room for `rows` rows of `positions` tokens, keeping what is cached."""
+        have_rows, have_positions = self.capacity
+        if rows <= have_rows and positions <= have_positions:
+            return
+        self._resize(max(have_rows, round_up(rows, ROW_STEP)), max(have_positions, round_up(positions, SEQ_CHUNK)))
+
+    def _resize(self, rows: int, positions: int) -> None:
+        keep_rows, keep_positions = min(self.rows, rows), min(self.capacity[1], positions)
+        keys, values = self._block(rows, positions), self._block(rows, positions)
+        keys[:, :keep_rows, :, :keep_positions] = self._keys[:, :keep_rows, :, :keep_positions]
+        values[:, :keep_rows, :, :keep_positions] = self._values[:, :keep_rows, :, :keep_positions]
+        self._keys, self._values = keys, values
+
+    def add_row(self) -> int:
+        """Append an empty row; return its index."""
+        self.reserve(self.rows + 1, max(self.longest(), 1))
+        self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(1)])
+        return self.rows - 1
+
+    def adopt_row(self, other: KVCache, row: int) -> int:
+        """Append a copy of `other`'s row (a prompt read in the staging cache); return its index here."""
+        used = int(other.lengths[row])
+        self.reserve(self.rows + 1, max(self.longest(), used, 1))
+        new = self.rows
+        self._keys[:, new, :, :used] = other._keys[:, row, :, :used]
+        self._values[:, new, :, :used] = other._values[:, row, :, :used]
+        self.lengths = torch.cat([self.lengths, other.lengths[row : row + 1]])
+        return new
+
+    def remove_row(self, row: int) -> None:
+        """Drop a row by moving the last row into its place (the caller mirrors this move)."""
+        last = self.rows - 1
+        if row != last:
+            used = int(self.lengths[last])
+            self._keys[:, row, :, :used] = self._keys[:, last, :, :used]
+            self._values[:, row, :, :used] = self._values[:, last, :, :used]
+            self.lengths[row] = self.lengths[last]
+        self.lengths = self.lengths[:last].clone()
+        self.shrink()
+
+    def shrink(self) -> None:
+        """Give memory back: all of it when no row is left, else down to what the live rows need."""
+        have_rows, have_positions = self.capacity
+        if self.rows == 0:
+            if have_rows or have_positions:
+                self._keys = self._values = self._block(0, 0)
+                return_freed_memory()
+            return
+        rows, positions = round_up(self.rows, ROW_STEP), round_up(self.longest() + 1, SEQ_CHUNK)
+        if have_rows - rows >= SHRINK_SPARE_ROWS or have_positions - positions >= SHRINK_SPARE_POSITIONS:
+            self._resize(rows, positions)
+            return_freed_memory()

@@ -1,0 +1,56 @@
+"""The KV cache's memory follows the live rows: grows only as needed, shrinks when rows leave."""
+
+import torch
+
+from gpt2demo.kvcache import ROW_STEP, SEQ_CHUNK, KVCache
+
+
+def new_cache() -> KVCache:
+    return KVCache(n_layer=2, n_head=2, head_dim=4, dtype=torch.float32, device=torch.device("cpu"))
+
+
+def test_rows_grow_by_a_small_step_and_positions_by_chunks_never_both_at_once():
+    cache = new_cache()
+    cache.add_row()
+    assert cache.capacity == (ROW_STEP, SEQ_CHUNK)
+    cache.reserve(1, 1000)  # one long row: positions grow, rows do not
+    assert cache.capacity == (ROW_STEP, 1024)
+    for _ in range(ROW_STEP):
+        cache.add_row()
+    assert cache.capacity == (2 * ROW_STEP, 1024)
+
+
+def test_a_row_moved_into_a_hole_keeps_its_keys_and_an_adopted_row_is_copied_whole():
+    cache = new_cache()
+    for row in range(3):
+        cache.add_row()
+        cache.reserve(3, 5)
+        cache.keys(0)[row, :, :5] = row + 1
+        cache.lengths[row] = 5
+    cache.remove_row(0)  # the last row moves into row 0
+    assert cache.rows == 2 and torch.all(cache.keys(0)[0, :, :5] == 3) and torch.all(cache.keys(0)[1, :, :5] == 2)
+    other = new_cache()
+    other.add_row()
+    other.reserve(1, 7)
+    other.values(1)[0, :, :7] = 9
+    other.lengths[0] = 7
+    assert cache.adopt_row(other, 0) == 2
+    assert int(cache.lengths[2]) == 7 and torch.all(cache.values(1)[2, :, :7] == 9)
+
+
+def test_memory_goes_back_when_the_batch_empties_or_holds_much_more_than_its_rows_need():
+    cache = new_cache()
+    for _ in range(16):
+        cache.add_row()
+    cache.reserve(16, 900)
+    cache.lengths[:] = 10
+    cache.lengths[0] = 900
+    assert cache.capacity == (16, 1024)
+    cache.remove_row(0)  # the long row leaves: positions shrink to what the others need
+    assert cache.capacity == (16, SEQ_CHUNK)
+    for _ in range(10):
+        cache.remove_row(0)
+    assert cache.capacity == (8, SEQ_CHUNK)  # 5 rows left: 8 = 5 rounded up to the row step
+    while cache.rows:
+        cache.remove_row(0)
+    assert cache.capacity == (0, 0) and cache.nbytes == 0
