@@ -9,7 +9,7 @@ import argparse
 import os
 
 from gpt2demo.serving import start_engine
-from gpt2demo.serving.interface import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
+from gpt2demo.serving.interface import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE, PRECISIONS
 from gpt2demo.sources import forget_failures
 from gpt2demo.ui.server import ServerOptions, build_demo, check_options, launch, parse_auth
 
@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="generate on an OpenAI-compatible vLLM server, e.g. http://127.0.0.1:8000/v1 "
                              "(README: 'When a class outgrows one machine')")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0],
+                        help="float32 (default; bfloat16 on CUDA), or int8: the matrix products in int8, CPU only, "
+                             "faster (README: 'How generation works')")
     # Hugging Face Spaces and ModelScope Studio say where to listen through Gradio's own variables.
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="0.0.0.0 to serve the local network (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
@@ -45,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retry-download", action="store_true",
                         help="try the model hubs now, even if they failed a few minutes ago")
     args = parser.parse_args(argv)
+    if args.engine and args.precision != PRECISIONS[0]:
+        parser.error("--precision is for the model this app runs; a vLLM server's own flags set its precision")
     args.options = ServerOptions(host=args.host, port=args.port, share=args.share, auth=args.auth,
                                  max_batch=args.max_batch, queue_size=args.queue_size, concurrency=args.concurrency)
     try:
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.retry_download:
         forget_failures()
-    engine = start_engine(args.model, args.device, args.max_batch, args.queue_size, engine_url=args.engine)
+    engine = start_engine(args.model, args.device, args.max_batch, args.queue_size, args.precision, engine_url=args.engine)
     demo, ctx = build_demo(engine, args.options)
     try:
         launch(demo, ctx, args.options)

@@ -1,6 +1,6 @@
 """Soak: phases of a class's day against `python app.py`, the server's memory read after each.
 
-    python -m bench.soak [--shape small|tiny] [--requests 200] [--sessions 100] [--seed 0]
+    python -m bench.soak [--shape small|tiny] [--requests 200] [--sessions 100] [--door-rounds 20] [--seed 0]
 
 Serves a stand-in GPT-2 (GPT-2 small shapes by default: the tiny model's cache rows
 are 72x smaller and hide memory problems) with `python app.py`, and plays, through
@@ -13,7 +13,11 @@ light clients (raw SSE over Gradio's queue protocol, as the page does):
 4. `--sessions` sampler sessions ("You are the sampler"): a 20,000-character prompt,
    start and three picks each, then left open;
 5. the teaching tabs: strategy comparisons and a cost race beside a class of 8;
-6. idle again.
+6. the doors (issue #13): `--door-rounds` rounds of every event that runs outside the
+   queue sent the largest body allowed, bodies over the limit, and event calls that do
+   not fit the page (wrong event, wrong number of inputs, not JSON), each of which must
+   get its bounded answer (200/400 for the side events, 413, 400);
+7. idle again.
 
 After each phase (and after each long request) it reads the resident memory of the app
 and its engine process together. Target (issue #11): growth over the warm server <= 600
@@ -33,6 +37,7 @@ from pathlib import Path
 
 from bench.harness import API_ORDER, DEFAULTS, LightClient, app_process, process_tree_rss_mb
 from bench.classroom import teaching_fn
+from gpt2demo.ui.guards import MAX_BODY_BYTES
 from tools.ports import free_port
 from tools.standin import GPT2_SMALL, TINY, build_standin
 
@@ -98,9 +103,9 @@ async def sampler_sessions(client: LightClient, count: int) -> int:
     prompt = ("The cat sat on the mat. " * 900)[:20_000]
     for _ in range(count):
         session = uuid.uuid4().hex
-        result = await client.stream(start, [prompt, 10, 1.0, 1.0, ""], text_output=2, status_output=2, session=session)
+        result = await client.stream(start, [prompt, 10, 1.0, 1.0, ""], text_output=0, status_output=2, session=session)
         for _ in range(3):
-            result = await client.stream(pick, [None], text_output=2, status_output=2, session=session)
+            result = await client.stream(pick, [], text_output=0, status_output=2, session=session)
         failures += result.error is not None
     return failures
 
@@ -112,6 +117,31 @@ async def teaching_block(client: LightClient) -> int:
     jobs.append(client.stream(race, [PROMPTS[0], 200], text_output=1, status_output=2))
     jobs += [client.generate(PROMPTS[i % 3], max_new_tokens=64, seed=str(i)) for i in range(8)]
     return sum(result.error is not None for result in await asyncio.gather(*jobs))
+
+
+async def doors(client: LightClient, rounds: int) -> dict:
+    """Every side event with the largest body allowed, oversized bodies, malformed calls; answers counted by status."""
+    http = await client.connection()
+    base = client.url.rstrip("/")
+    config = (await http.get(base + "/config")).json()
+    outside = [d for d in config["dependencies"] if not d.get("queue", True)]
+    answers: dict[str, int] = {}
+
+    def count(kind: str, status: int) -> None:
+        answers[f"{kind} {status}"] = answers.get(f"{kind} {status}", 0) + 1
+
+    for _ in range(rounds):
+        for dependency in outside:
+            filler = "9" * ((MAX_BODY_BYTES - 2048) // max(1, len(dependency["inputs"])))  # the whole body just fits
+            body = {"data": [filler] * len(dependency["inputs"]), "fn_index": dependency["id"],
+                    "session_hash": uuid.uuid4().hex, "event_data": {"index": 0, "value": ""}}
+            count("side event", (await http.post(base + "/gradio_api/run/predict", json=body)).status_code)
+        huge = {"data": ["x" * (MAX_BODY_BYTES + 1)], "fn_index": 0, "session_hash": uuid.uuid4().hex}
+        count("oversized", (await http.post(base + "/gradio_api/queue/join", json=huge)).status_code)
+        for malformed in ({"data": [], "fn_index": 999, "session_hash": "s"}, {"data": "x", "fn_index": 0, "session_hash": "s"}):
+            count("malformed", (await http.post(base + "/gradio_api/queue/join", json=malformed)).status_code)
+        count("not JSON", (await http.post(base + "/gradio_api/queue/join", content=b"{not json")).status_code)
+    return answers
 
 
 async def soak(url: str, pid: int, args) -> dict:
@@ -136,6 +166,8 @@ async def soak(url: str, pid: int, args) -> dict:
         read(f"after {args.sessions} sampler sessions")
         teaching_failures = await teaching_block(client)
         read("after comparisons, a race and a class of 8")
+        door_answers = await doors(client, args.door_rounds)
+        read(f"after {args.door_rounds} rounds of the doors")
         started = time.monotonic()
         while time.monotonic() - started < 5:  # idle: what is given back without any request
             await asyncio.sleep(1)
@@ -143,7 +175,7 @@ async def soak(url: str, pid: int, args) -> dict:
     finally:
         await client.close()
     return {"readings": readings, "outcomes": outcomes, "session_failures": session_failures,
-            "teaching_failures": teaching_failures}
+            "teaching_failures": teaching_failures, "door_answers": door_answers}
 
 
 def main() -> None:
@@ -151,6 +183,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=["small", "tiny"], default="small")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--door-rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -164,6 +197,7 @@ def main() -> None:
         print(f"  {phase:<48} {mb:>9.1f} MB  ({mb - warm:+.1f})")
     print(f"mixed requests: {result['outcomes']}; sampler failures {result['session_failures']}; "
           f"teaching failures {result['teaching_failures']}")
+    print(f"the doors: {result['door_answers']}")
     growth = max(mb for _, mb in result["readings"]) - warm
     result.update(shape=args.shape, warm_mb=warm, max_growth_mb=round(growth, 1), growth_limit_mb=GROWTH_LIMIT_MB)
     print(f"largest growth over the warm server: {growth:+.1f} MB (limit {GROWTH_LIMIT_MB} MB)")

@@ -15,13 +15,14 @@ import os
 import sys
 
 from gpt2demo.errors import BadRequest, DemoError
+from gpt2demo.serving.interface import PRECISIONS, Request
 from gpt2demo.settings import BOUNDS, SamplingSettings, check_settings
 
 EXIT_BAD_INPUT = 2  # argparse's own code for usage errors
 EXIT_NO_MODEL = 1
 
 FLAGS = {"max_new_tokens": "--max-new-tokens", "top_k": "--top-k", "top_p": "--top-p", "temperature": "--temperature",
-         "repetition_penalty": "--repetition-penalty", "seed": "--seed", "greedy": "--greedy"}
+         "repetition_penalty": "--repetition-penalty", "seed": "--seed", "greedy": "--greedy", "precision": "--precision"}
 WORDS = {
     "integer": "{parameter} must be an integer from {low} to {high} (got {got})",
     "number": "{parameter} must be a number from {low} to {high} (got {got})",
@@ -50,6 +51,9 @@ WORDS = {
                           "give --model that model's own folder or hub id",
     "engine_error": "the generation server refused the request (HTTP {status}: {detail})",
     "closed": "the engine was closed",
+    "precision_device": "{parameter} {got} runs on the CPU only (device here: {device}); use {parameter} {supported} there",
+    "precision_kernels": "{parameter} {got} needs PyTorch's quantized CPU kernels ({engines}), which this PyTorch "
+                         "lacks or fails its check; use {parameter} {supported}",
 }
 
 
@@ -72,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("prompt", help="text to continue; empty starts from <|endoftext|>")
     parser.add_argument("--model", default=None, help="folder, gpt2, bundled, modelscope:ID or hf:ID (default: $GPT2DEMO_MODEL or gpt2)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0],
+                        help="float32 (default; bfloat16 on CUDA), or int8: the matrix products in int8, CPU only, faster")
     parser.add_argument("--max-new-tokens", default=defaults.max_new_tokens, help=f"{BOUNDS.max_new_tokens[0]}..{BOUNDS.max_new_tokens[1]} (default {defaults.max_new_tokens})")
     parser.add_argument("--top-k", default=defaults.top_k, help=f"0 = off (default {defaults.top_k}, as in the tutorial)")
     parser.add_argument("--top-p", default=defaults.top_p, help=f"{BOUNDS.top_p[0]}..1, 1 = off (default {defaults.top_p})")
@@ -92,7 +98,10 @@ def note(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.engine and args.precision != PRECISIONS[0]:
+        parser.error("--precision is for the model run here; a vLLM server's own flags set its precision")
     try:
         settings = check_settings(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p,
                                   temperature=args.temperature, repetition_penalty=args.repetition_penalty,
@@ -100,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     except BadRequest as error:
         print(f"error: {describe(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from gpt2demo.serving.interface import Request
     from gpt2demo.sources import forget_failures
 
     if args.retry_download:
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     state = engine.start().wait_ready_blocking()
     if state.phase == "failed":
         print(f"error: {describe(state.error)}", file=sys.stderr)
-        return EXIT_NO_MODEL
+        return EXIT_BAD_INPUT if isinstance(state.error, BadRequest) else EXIT_NO_MODEL  # a flag the machine refuses
     ticket = engine.submit(Request(settings, args.prompt))
     try:
         return stream(ticket, args)
@@ -136,7 +144,8 @@ def start_cli_engine(args):
     from gpt2demo.threads import configure_threads
 
     configure_threads()
-    return LocalEngine(args.model or os.environ.get("GPT2DEMO_MODEL", "gpt2"), args.device, max_batch=1, queue_size=0)
+    return LocalEngine(args.model or os.environ.get("GPT2DEMO_MODEL", "gpt2"), args.device, max_batch=1, queue_size=0,
+                       precision=args.precision)
 
 
 def stream(ticket, args) -> int:

@@ -6,6 +6,8 @@ projections, MLPs) and does only the attention bookkeeping itself, so that:
   steps without re-padding the others (continuous batching);
 - a decode step reads every weight once for all rows, which on a CPU costs
   about as much as one row (decoding is bound by reading the weights).
+The matrix products go through one function (linear.py's, or int8.py's for
+precision "int8", which reads its own int8 copies of the weights).
 """
 
 from __future__ import annotations
@@ -16,10 +18,16 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
+from gpt2demo.int8 import int8_linear, quantize_conv1d, quantize_weight
 from gpt2demo.kvcache import KVCache
 from gpt2demo.linear import pick_linear
+from gpt2demo.serving.interface import PRECISIONS
 
-PRECISIONS = ("float32",)  # what the weights may be stored as
+
+def block_weights(block, prepare) -> tuple[tuple, ...]:
+    """(weight, bias) of a block's c_attn, attn.c_proj, c_fc and mlp.c_proj, each weight as `prepare` makes it."""
+    modules = (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)
+    return tuple((prepare(module.weight.detach()), module.bias) for module in modules)
 
 
 class GPT2Decoder:
@@ -40,25 +48,40 @@ class GPT2Decoder:
         self.n_head = model.config.n_head
         self.head_dim = self.n_embd // self.n_head
         weight = model.lm_head.weight  # (vocab, n_embd), tied to the token embedding
-        # Stored once as (n_embd, vocab), the blocks' (in, out) layout: read across rows, the
-        # (vocab, n_embd) matrix was the slowest layout measured (x @ W^T 9.1 ms, this 2.2 ms per token).
-        self.lm_head_t = weight.detach().t().contiguous()  # (n_embd, vocab)
-        self._linear = pick_linear(weight.device, weight.dtype)
+        self.device, self.dtype = weight.device, weight.dtype  # of the cache and the activations: fp32 for int8 too
+        if precision == "int8":
+            # Own int8 copies of every product's weights (model.py checked that they run here); the
+            # lm_head's is separate from the token embedding it is tied to, whose lookup stays fp32.
+            self._linear = int8_linear
+            self._block_weights = [block_weights(block, quantize_conv1d) for block in model.transformer.h]
+            self._lm_head = quantize_weight(weight)  # (vocab, n_embd) is already (out, in)
+        else:
+            self._linear = pick_linear(weight.device, weight.dtype)
+            self._block_weights = [block_weights(block, lambda w: w) for block in model.transformer.h]
+            # Stored once as (n_embd, vocab), the blocks' (in, out) layout: read across rows, the
+            # (vocab, n_embd) matrix was the slowest layout measured (x @ W^T 9.1 ms, this 2.2 ms per token).
+            self._lm_head = weight.detach().t().contiguous()  # (n_embd, vocab)
         # GPT-2's "gelu_new" is the tanh GELU, which the product itself applies (fused on oneDNN);
         # any other activation runs after it.
         self._tanh_gelu = model.config.activation_function == "gelu_new"
         self._activation = (lambda h: h) if self._tanh_gelu else model.transformer.h[0].mlp.act
-        self.precision = str(weight.dtype).removeprefix("torch.")
+        self.precision = precision if precision == "int8" else str(weight.dtype).removeprefix("torch.")
         # Which threads ran forward passes, and how many: the engine's stats report it, so a
         # test can check that every pass ran on the engine's one thread.
         self.forward_threads: Counter[str] = Counter()
+
+    def weights(self) -> dict[str, object]:
+        """What each matrix product multiplies by, by module name: an (in, out) tensor, or an Int8Weight."""
+        names = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+        products = {f"h.{layer}.{name}": weight for layer, block in enumerate(self._block_weights)
+                    for name, (weight, _) in zip(names, block)}
+        return {**products, "lm_head": self._lm_head}
 
     def _record_forward(self) -> None:
         self.forward_threads[threading.current_thread().name] += 1
 
     def new_cache(self) -> KVCache:
-        param = self.lm_head_t
-        return KVCache(self.config.n_layer, self.n_head, self.head_dim, param.dtype, param.device)
+        return KVCache(self.config.n_layer, self.n_head, self.head_dim, self.dtype, self.device)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, seq, _ = x.shape
@@ -71,19 +94,19 @@ class GPT2Decoder:
         batch, seq, width = x.shape
         linear = self._linear
         for layer, block in enumerate(self.model.transformer.h):
-            attn, mlp = block.attn, block.mlp
+            (attn_in, attn_b), (attn_out, attn_out_b), (mlp_in, mlp_b), (mlp_out, mlp_out_b) = self._block_weights[layer]
             h = F.layer_norm(x, (width,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps).view(-1, width)
-            q, k, v = linear(h, attn.c_attn.weight, attn.c_attn.bias, False).view(batch, seq, 3 * width).split(width, dim=2)
-            y = attend(layer, attn.scaling, self._split_heads(q), self._split_heads(k), self._split_heads(v))
-            x = x + linear(y.transpose(1, 2).reshape(-1, width), attn.c_proj.weight, attn.c_proj.bias, False).view(x.shape)
+            q, k, v = linear(h, attn_in, attn_b, False).view(batch, seq, 3 * width).split(width, dim=2)
+            y = attend(layer, block.attn.scaling, self._split_heads(q), self._split_heads(k), self._split_heads(v))
+            x = x + linear(y.transpose(1, 2).reshape(-1, width), attn_out, attn_out_b, False).view(x.shape)
             h = F.layer_norm(x, (width,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps).view(-1, width)
-            h = self._activation(linear(h, mlp.c_fc.weight, mlp.c_fc.bias, self._tanh_gelu))
-            x = x + linear(h, mlp.c_proj.weight, mlp.c_proj.bias, False).view(x.shape)
+            h = self._activation(linear(h, mlp_in, mlp_b, self._tanh_gelu))
+            x = x + linear(h, mlp_out, mlp_out_b, False).view(x.shape)
         return x
 
     def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         # Only each row's last position is ever sampled from: the vocabulary projection runs there alone.
-        return self._linear(self.model.transformer.ln_f(last_hidden), self.lm_head_t, None, False)  # (B, vocab)
+        return self._linear(self.model.transformer.ln_f(last_hidden), self._lm_head, None, False)  # (B, vocab)
 
     @torch.no_grad()
     def extend(self, cache: KVCache, rows: list[int], chunks: list[list[int]]) -> torch.Tensor:
@@ -156,7 +179,16 @@ class GPT2Decoder:
 
     @torch.no_grad()
     def recompute(self, token_ids: list[int]) -> torch.Tensor:
-        """The tutorial's step: the whole sequence through transformers' own forward, no cache; logits (vocab,)."""
+        """The tutorial's step: the whole sequence through transformers' own forward, no cache; logits (vocab,).
+
+        In int8 the whole sequence goes through this decoder's own int8 products on a cache
+        thrown away after: the same work every step, and the cost race then compares methods,
+        not precisions (transformers' forward would run fp32).
+        """
+        if self.precision == "int8":
+            cache = self.new_cache()
+            cache.add_row()
+            return self.extend(cache, [0], [list(token_ids)])[0]
         self._record_forward()
-        tokens = torch.tensor([token_ids], device=self.lm_head_t.device)
+        tokens = torch.tensor([token_ids], device=self.device)
         return self.model(tokens, use_cache=False).logits[0, -1]

@@ -58,7 +58,11 @@ class BadRequest(DemoError):
 
     Codes: integer, number, boolean (parameter, low, high, got); prompt_type (got);
     prompt_length (limit, got); prompt_character (codepoint, position); not_a_candidate
-    (token_id); text_ended; inputs (expected, got); event (what).
+    (token_id); text_ended; inputs (event, expected, got); unknown_inputs (event, got,
+    expected); event (event, problem). A run file loaded back (ui/views/export.py): run_json,
+    run_size, run_format, run_version, and run_* codes naming a `field` by its path
+    (run_missing, run_unknown, run_not_object/list/text/integer/boolean/hex/probability,
+    run_too_long, run_too_many, run_index, run_finish, run_text_mismatch).
     """
 
 

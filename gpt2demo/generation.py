@@ -16,7 +16,7 @@ import torch
 
 from gpt2demo.errors import BadRequest, excerpt
 from gpt2demo.model import LoadedModel
-from gpt2demo.sampling import pick_next_token
+from gpt2demo.sampling import Pick, pick_next_tokens
 from gpt2demo.serving.interface import Accepted, Candidate, PromptFit, Request, Step
 from gpt2demo.settings import SamplingSettings, check_prompt
 from gpt2demo.textstream import TextStream
@@ -141,9 +141,10 @@ class Generation:
 
     def advance(self, logits: torch.Tensor) -> Step:
         """Pick the next token from this request's logits (vocab,) and decide whether it is done."""
-        penalised = self.settings.repetition_penalty != 1.0
-        previous = torch.tensor(self.all_ids) if penalised else torch.empty(0, dtype=torch.long)
-        pick = pick_next_token(logits.float().cpu(), previous, self.settings, self.generator, NUM_CANDIDATES)
+        return advance_all([self], logits.unsqueeze(0))[0]
+
+    def take(self, pick: Pick) -> Step:
+        """The step of a pick made for this request (advance_all makes a batch's picks together)."""
         pieces = self.model.pieces
         candidates = tuple(
             Candidate(pieces[i], p, kept)
@@ -151,6 +152,15 @@ class Generation:
         )
         self.sampled += 1
         return self._append(pick.token_id, pick.probability, candidates)
+
+
+def advance_all(generations: list[Generation], logits: torch.Tensor) -> list[Step]:
+    """Each generation's next step from its row of logits (rows, vocab), the picks made together."""
+    previous = [torch.tensor(g.all_ids) if g.settings.repetition_penalty != 1.0 else torch.empty(0, dtype=torch.long)
+                for g in generations]
+    picks = pick_next_tokens(logits.float().cpu(), previous, [g.settings for g in generations],
+                             [g.generator for g in generations], NUM_CANDIDATES)
+    return [generation.take(pick) for generation, pick in zip(generations, picks)]
 
 
 class DecodeBatch:
@@ -190,7 +200,7 @@ class DecodeBatch:
         if self.rows:
             last_tokens = torch.tensor([g.all_ids[-1] for g in self.rows], device=self.model.device)
             logits = self.model.decoder.decode(self.cache, last_tokens)  # (rows, vocab)
-            stepped = [(g, g.advance(logits[row])) for row, g in enumerate(self.rows)]
+            stepped = list(zip(self.rows, advance_all(self.rows, logits)))
             for generation, _ in stepped:
                 generation.cached += 1
             results += stepped
@@ -221,11 +231,13 @@ class DecodeBatch:
         rows = list(range(count))
         chunks = [g.all_ids[g.cached : g.cached + width] for g in self.joining[:count]]
         logits = self.model.decoder.extend(self.staging, rows, chunks)
-        results = []
+        done = []
         for row, (generation, chunk) in enumerate(zip(self.joining[:count], chunks)):
             generation.cached += len(chunk)
             if generation.cached == len(generation.all_ids):
-                results.append((generation, generation.advance(logits[row])))
+                done.append(row)
+        read = [self.joining[row] for row in done]
+        results = list(zip(read, advance_all(read, logits[done]))) if done else []
         for generation, step in results:  # in row order: each move keeps the rows before it in place
             row = self.joining.index(generation)
             if not step.finish_reason:

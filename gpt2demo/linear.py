@@ -19,6 +19,8 @@ oneDNN keeps a compiled kernel for every input shape it meets (up to 1024 of the
 A server meets many: the rows of a decode step and the tokens of a prefill vary with
 every request. So the rows are padded up to a few sizes (padded_rows): without it the
 soak's server memory grew by 141 MB over 500 requests and kept growing.
+
+--precision int8's products, with the same signature, are in int8.py.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import torch
 
 from gpt2demo.decoder import GPT2Decoder
 from gpt2demo.errors import ModelSourceError
+from gpt2demo.int8 import check_int8
 from gpt2demo.pieces import PieceTable
 from gpt2demo.serving.interface import ModelFacts
 from gpt2demo.sources import WEIGHT_FILES, ResolvedSource, resolve_source, shorten
@@ -156,9 +157,11 @@ def load_model(spec: str = "gpt2", device: str | None = None, precision: str = "
     Args:
         spec: a folder, "gpt2", "bundled", "modelscope:ID" or "hf:ID" (see sources.py).
         device: "cpu", "cuda", "mps" or None/"auto" to pick the best available.
-        precision: "float32" (bfloat16 on CUDA), or "int8" (weights stored as int8; see decoder.py).
+        precision: "float32" (bfloat16 on CUDA), or "int8" (CPU only: the products' weights in int8, see int8.py).
     """
     key = (spec, str(pick_device(device)), precision)
+    if precision == "int8":  # refused before any download: BadRequest naming the flag and what runs here
+        check_int8(torch.device(key[1]).type)
     with _registry_lock:
         if key in _loaded:
             return _loaded[key]

@@ -4,7 +4,7 @@ Decoding multiplies a few rows by every weight matrix; torch splits each product
 over its intra-op threads and waits at a barrier for the slowest. When any one of
 them is descheduled (the web server answering, a browser drawing the page, another
 program), every product waits for it. Measured on the 2-core build machine with
-GPT-2 small shapes (bench/contention.py has the figures): see THREADS_NOTE.
+GPT-2 small shapes (bench/contention.py prints them; README, "Threads", has them).
 """
 
 from __future__ import annotations

@@ -114,6 +114,27 @@ def launched(model_dir, require_model: bool = True, in_process: bool = False, **
         engine.close()
 
 
+@pytest.fixture(scope="module")
+def app(tiny_model_dir):
+    """The real app on the tiny stand-in, one per test module that imports this fixture."""
+    with launched(tiny_model_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def raw(app):
+    """Raw HTTP on that module's app."""
+    with RawApi(app.url) as api:
+        yield api
+
+
+def connect(url: str, **options):
+    """A gradio_client on `url`, quiet and without analytics."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, **options)
+
+
 # ---------------------------------------------------------------- the queue protocol by hand
 
 
@@ -154,6 +175,15 @@ def error_text(data) -> str:
     return (data.get("error") if isinstance(data, dict) else data) or ""
 
 
+def refusal(response: httpx.Response) -> Outcome:
+    """A request refused before it was queued: its status and the message the app gave ("" if none)."""
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    return Outcome(refused=response.status_code, error=detail if isinstance(detail, str) else "")
+
+
 class RawApi:
     """Gradio's queue protocol over plain httpx; `body` values go through json.dumps (NaN, surrogates and all)."""
 
@@ -183,7 +213,7 @@ class RawApi:
     def _call(self, path: str, payload) -> Outcome:
         posted = self.post_json(path, payload)
         if posted.status_code != 200:
-            return Outcome(refused=posted.status_code)
+            return refusal(posted)
         outcome, event = Outcome(), None
         for line in sse_lines(self.http, f"{self.base}{path}/{posted.json()['event_id']}"):
             if line.startswith("event: "):
@@ -236,7 +266,7 @@ class RawApi:
         session = session or uuid.uuid4().hex
         posted = self.post_join(data, self.fn_index() if fn_index is None else fn_index, session, event_data)
         if posted.status_code != 200:
-            return Outcome(refused=posted.status_code)
+            return refusal(posted)
         outcome = Outcome()
         for line in sse_lines(self.http, f"{self.base}/gradio_api/queue/data", session_hash=session):
             record(outcome, json.loads(line.removeprefix("data: ")))
@@ -333,3 +363,10 @@ def chromium_browser():
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module that imports this fixture."""
+    with chromium_browser() as chromium:
+        yield chromium

@@ -63,3 +63,21 @@ def test_offline_the_cli_prints_only_the_continuation_and_starts_fast_the_second
     assert "modelscope:AI-ModelScope/gpt2: unreachable" in runs[0].stderr
     assert "modelscope:AI-ModelScope/gpt2: remembered" in runs[1].stderr
     assert runs[0].stdout == runs[1].stdout  # the same bundled model and seed
+
+
+def test_cli_precision_int8_reaches_the_engine_and_is_refused_off_the_cpu(tiny_model_dir):
+    from gpt2demo.model import load_model
+
+    int8_model = load_model(str(tiny_model_dir), "cpu", "int8")
+    result = run_cli(TUTORIAL_PROMPT, "--model", str(tiny_model_dir), "--precision", "int8", "--greedy", "--max-new-tokens", "20")
+    assert result.returncode == 0, result.stderr
+    expected = generate_text(int8_model, TUTORIAL_PROMPT, SamplingSettings(greedy=True, max_new_tokens=20)).text
+    assert result.stdout == f"{TUTORIAL_PROMPT}{expected}\n"
+    assert "cpu int8, loaded in" in result.stderr  # the engine's "model ready" line
+    refused = run_cli("Hello", "--model", str(tiny_model_dir), "--precision", "int8", "--device", "cuda")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr.endswith("error: --precision int8 runs on the CPU only (device here: cuda); "
+                                   "use --precision float32 there\n")
+    for flags in (["--precision", "int4"], ["--precision", "int8", "--engine", "http://127.0.0.1:9/v1"]):
+        result = run_cli("Hello", *flags)
+        assert (result.returncode, result.stdout) == (2, "") and "--precision" in result.stderr

@@ -81,3 +81,24 @@ def test_candidates_show_probabilities_after_temperature_and_the_cut():
     assert all(math.isclose(p, float(expected[i]), rel_tol=1e-6) for p, i in zip(pick.candidate_probabilities, pick.candidate_ids))
     assert pick.candidate_kept == [True, True, False, False]
     assert pick.token_id in (1, 3)
+
+
+def test_a_batch_of_picks_is_each_rows_own_pick_draw_for_draw():
+    from gpt2demo.sampling import pick_next_tokens
+
+    mixed = [SamplingSettings(top_k=10), SamplingSettings(top_k=0, top_p=0.9), SamplingSettings(top_k=50, top_p=0.8, temperature=0.7),
+             SamplingSettings(greedy=True), SamplingSettings(top_k=10, temperature=1.5), SamplingSettings(top_k=5, repetition_penalty=1.3)]
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(6):
+        logits = torch.randn(12, 50257, generator=generator) * 3
+        logits[0, :3] = logits[0, 3]  # a tie at the 10th value and beyond, in one row
+        settings = [mixed[(trial + row) % len(mixed)] for row in range(12)]
+        previous = [torch.tensor([1, 2, 3]) for _ in range(12)]
+        one_by_one = [pick_next_token(logits[r], previous[r], settings[r], torch.Generator().manual_seed(trial * 100 + r), 15)
+                      for r in range(12)]
+        together = pick_next_tokens(logits, previous, settings, [torch.Generator().manual_seed(trial * 100 + r) for r in range(12)], 15)
+        for alone, batched in zip(one_by_one, together):
+            assert (batched.token_id, batched.candidate_ids, batched.candidate_kept) == (alone.token_id, alone.candidate_ids, alone.candidate_kept)
+            assert math.isclose(batched.probability, alone.probability, rel_tol=1e-4, abs_tol=1e-9)  # one log-sum-exp, not a softmax per row
+            assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-9)  # one log-sum-exp, not a softmax per row
+                       for a, b in zip(batched.candidate_probabilities, alone.candidate_probabilities))

@@ -28,6 +28,7 @@ from gpt2demo.settings import SamplingSettings
 FINISH_REASONS = ("eos", "length", "context", "stopped", "paused")
 DEFAULT_MAX_BATCH = 32  # requests decoded together (measured here: 32 rows decode ~7x the tokens/s of one)
 DEFAULT_QUEUE_SIZE = 64  # requests that may wait beyond the batch before new ones are refused
+PRECISIONS = ("float32", "int8")  # --precision: float32 (bfloat16 on CUDA), or int8 products on the CPU (int8.py)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from gpt2demo.serving.cost_race import CostRace
 from gpt2demo.serving.interface import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE, Accepted, EngineStats, Request
 
 ENGINE_THREAD = "gpt2demo-engine"
-JOB_SHARE = 0.25  # of the batch's time a cost race may take while others decode (it gets 1/5 of the engine)
+JOB_SHARE = 0.1  # of the batch's time a cost race may take while others decode (it gets 1/11 of the engine)
 
 
 _SET = threading.Event()

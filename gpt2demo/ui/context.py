@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import gradio as gr
+
 from gpt2demo.serving.interface import Engine
-from gpt2demo.ui.runs import Runs
+from gpt2demo.ui.runs import Runs, session_of
+from gpt2demo.ui.sessions import RecentRuns, SessionStore
 
 
 @dataclass
@@ -29,3 +32,11 @@ class PageContext:
     engine: Engine
     exposure: Exposure = field(default_factory=Exposure)
     runs: Runs = field(default_factory=Runs)
+    sessions: SessionStore = field(default_factory=SessionStore)
+    recent_runs: RecentRuns = field(default_factory=RecentRuns)  # each tab's last Generate run, for its downloads
+
+    def close_page(self, request: gr.Request) -> None:
+        """A closed tab: its runs stop and what it held goes, at once."""
+        self.runs.close_page(request)
+        self.sessions.drop(session_of(request))
+        self.recent_runs.drop(session_of(request))

@@ -12,6 +12,7 @@ from gpt2demo.ui.i18n import label
 from gpt2demo.ui.panel import REFRESH_SECONDS, show_server
 from gpt2demo.ui.tabs import cost, generate, inside, sampler, strategies, tokenizer
 from gpt2demo.ui.widgets.controls import share_prompts
+from gpt2demo.ui.widgets.display import build_switches
 
 TITLE = "GPT-2 demo"
 
@@ -20,6 +21,7 @@ def build_page(ctx: PageContext, concurrency: int) -> tuple[gr.Blocks, generate.
     """The gr.Blocks page and its Generate tab; `concurrency` = generate handlers allowed at once."""
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(label("title"))
+        build_switches(demo)  # projector and dark mode, bookmarkable: ?projector=1, ?__theme=dark
         gr.Markdown(label("intro"))
         banners = gr.Markdown(visible=False, elem_id="banners")
         model_panel = gr.Markdown(elem_id="model-panel")
@@ -34,5 +36,5 @@ def build_page(ctx: PageContext, concurrency: int) -> tuple[gr.Blocks, generate.
         for trigger in (demo.load, timer.tick):
             trigger(show_server(ctx), None, [model_panel, banners, classroom], queue=False, api_visibility="private",
                     show_progress="hidden")
-        demo.unload(ctx.runs.close_page)  # a closed tab stops its generations at once
+        demo.unload(ctx.close_page)  # a closed tab stops its generations and gives back what it held
     return demo, generate_tab

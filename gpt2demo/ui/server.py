@@ -11,10 +11,18 @@ from gpt2demo.serving.interface import Engine
 from gpt2demo.serving.interface import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE
 from gpt2demo.sources import log
 from gpt2demo.ui.context import Exposure, PageContext
+from gpt2demo.ui.guards import GuardRequests, LimitLogins, RequireLogin
 from gpt2demo.ui.i18n import I18N, message
 from gpt2demo.ui.page import build_page
 
 SPARE_WORKERS = 8  # Gradio worker slots beyond the generate handlers (page loads, timers)
+REFUSAL_SLOTS = 16  # generate handlers beyond what the engine holds, that only hear "busy"
+# Gradio's own queue limit is only a guard against floods (its refusal is Gradio's English
+# 503): a class never reaches it, because the engine refuses first (see handler_concurrency).
+FLOOD_GUARD_EVENTS = 2048
+# Gradio keeps ~200 KB per browser session it has seen (a copy of the page's config); past this
+# many, the oldest session is forgotten (its teaching tabs then ask to start again).
+SESSIONS_HELD = 1000
 # Gradio's queue looks for new events every 1 ms while it is empty: 1000 wake-ups a second
 # on the web server's cores. Every 10 ms costs a new request at most 10 ms; in an A/B run
 # of bench/streaming.py's setting it raised the client/raw ratio from 0.88 to 0.95.
@@ -22,6 +30,11 @@ QUEUE_IDLE_POLL_SECONDS = 0.01
 # Its progress loop (gr.Progress, shown while the model loads) wakes 100 times a second,
 # running or idle; 20 progress updates a second are plenty.
 PROGRESS_POLL_SECONDS = 0.05
+# The console's own lines, in place of Gradio's (launch(quiet=True)): Gradio's hint names a
+# Python argument, "set `share=True` in `launch()`", which a teacher running app.py cannot use.
+CONSOLE_LOCAL = "Running at {url} (open it in a browser; Ctrl+C stops the server)"
+CONSOLE_SHARE_HINT = "To share this page with a class through a public link, restart with --share (add --auth USER:PASS to require a login)."
+CONSOLE_PUBLIC = "Public link for the class: {url} (temporary: it lasts while this server runs, up to a week)"
 
 
 @dataclass(frozen=True)
@@ -38,8 +51,12 @@ class ServerOptions:
 
     @property
     def handler_concurrency(self) -> int:
-        # Beyond max_batch, handlers wait in the engine's line, where they can show "N ahead of you".
-        return self.concurrency if self.concurrency is not None else self.max_batch + self.queue_size
+        # Every request the engine holds (max_batch decoding, queue_size in its line) has a handler,
+        # and REFUSAL_SLOTS more run at once just to be told "busy; N ahead of you" by the engine:
+        # the one admission limit is the engine's, so no request waits unanswered in Gradio's queue.
+        if self.concurrency is not None:
+            return self.concurrency
+        return self.max_batch + self.queue_size + REFUSAL_SLOTS
 
 
 def parse_auth(text: str) -> tuple[str, str]:
@@ -61,24 +78,6 @@ def check_options(options: ServerOptions) -> None:
         )
 
 
-class RefuseUploads:
-    """ASGI middleware: 403 for Gradio's upload route, which the page never needs.
-
-    max_file_size=0 refuses every upload with content, but Gradio still stores an
-    empty file; with no upload component on the page, the route has no legitimate use.
-    """
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"].rstrip("/").endswith("/upload"):
-            await send({"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"text/plain")]})
-            await send({"type": "http.response.body", "body": b"uploads are not accepted"})
-            return
-        await self.app(scope, receive, send)
-
-
 def build_demo(engine: Engine, options: ServerOptions) -> tuple[gr.Blocks, PageContext]:
     """The page with its queue set up, and the context its handlers share (whose Exposure launch() fills in)."""
     check_options(options)
@@ -86,7 +85,7 @@ def build_demo(engine: Engine, options: ServerOptions) -> tuple[gr.Blocks, PageC
     demo, _ = build_page(ctx, options.handler_concurrency)
     # api_open=False: without it Gradio also serves /gradio_api/run/generate, which runs the
     # handler outside the queue, past its size and concurrency limits.
-    demo.queue(max_size=options.queue_size, api_open=False)
+    demo.queue(max_size=FLOOD_GUARD_EVENTS, api_open=False)
     slow_down_idle_polling(demo)
     return demo, ctx
 
@@ -126,18 +125,29 @@ def launch(demo: gr.Blocks, ctx: PageContext, options: ServerOptions, block: boo
         prevent_thread_lock=True,  # so the share outcome can be recorded before blocking
         ssr_mode=False,  # security advisory on Gradio 6.27-6.31 with SSR on
         enable_monitoring=False,  # no /monitoring endpoint
-        max_file_size=0,  # the page has no upload components: refuse every upload
-        app_kwargs={"middleware": [Middleware(RefuseUploads)]},  # ...even an empty one
+        max_file_size=0,  # the page has no upload components: refuse every upload (GuardRequests too)
+        app_kwargs={"middleware": [  # outermost first: see guards.py
+            Middleware(RequireLogin, enabled=options.auth is not None),
+            Middleware(LimitLogins),
+            Middleware(GuardRequests),
+        ]},
+        state_session_capacity=SESSIONS_HELD,
         mcp_server=False,
         run_history=False,  # prompts stay out of browsers' saved history on shared machines
         max_threads=options.handler_concurrency + SPARE_WORKERS,  # Gradio's workers bound its concurrency
         i18n=I18N,
         footer_links=["api"],
+        quiet=True,  # its console hints speak of Python arguments: ours follow (CONSOLE_*)
     )
     ctx.exposure.local_url = local_url
     ctx.exposure.share_url = share_url
-    if ctx.exposure.share_failed:
+    log(CONSOLE_LOCAL.format(url=local_url))
+    if share_url:
+        log(CONSOLE_PUBLIC.format(url=share_url))
+    elif ctx.exposure.share_failed:
         log(message("en", "share_failed", url=local_url))
+    else:
+        log(CONSOLE_SHARE_HINT)
     if block:
         demo.block_thread()
     return local_url

@@ -274,7 +274,7 @@ def test_every_remote_error_has_words_on_the_page_in_both_languages_and_on_the_c
 def test_without_candidates_the_inside_view_says_so_and_shows_no_probability(bundled):
     view = TokenView("Hi", SamplingSettings(), 0, seed=1, candidates=False)
     view.add(Step(0, bundled.pieces[283], " and", None, ()))
-    html, chart, cutoff, detail, _, _ = view.outputs("en")
+    html, chart, cutoff, detail, _ = view.outputs("en")
     missing = MESSAGES["en"]["missing_candidates"]
     assert 'title="#0 · id 283 · p = –"' in html and chart.empty and cutoff == missing
     assert detail == f'<h4>Step 0: chose  and with p = –</h4><p class="tv-note">{missing}</p>'

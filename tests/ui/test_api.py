@@ -9,7 +9,6 @@ from pathlib import Path
 import gradio
 import httpx
 import pytest
-from gradio_client import Client
 from gradio_client.exceptions import AppError, AuthenticationError
 
 from gpt2demo.generation import generate_text
@@ -17,25 +16,15 @@ from gpt2demo.model import load_model
 from gpt2demo.settings import SamplingSettings
 from gpt2demo.ui.i18n import MESSAGES
 from gpt2demo.ui.panel import show_server
-from gpt2demo.ui.server import ServerOptions, parse_auth
+from gpt2demo.ui.server import REFUSAL_SLOTS, ServerOptions, parse_auth
 
 from conftest import TUTORIAL_PROMPT
-from launching import RawApi, free_port, launched, wait_until
+from launching import app, connect, free_port, launched, RawApi, wait_until  # app: a module fixture
 
 import app as app_py  # noqa: E402  (app.py at the repository root)
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG = 1000  # new tokens asked for: far more than a test waits for
-
-
-def connect(url: str, **options) -> Client:
-    return Client(url, verbose=False, analytics_enabled=False, **options)
-
-
-@pytest.fixture(scope="module")
-def app(tiny_model_dir):
-    with launched(tiny_model_dir) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +137,10 @@ def test_app_py_serves_and_the_client_example_runs_against_it(tiny_model_dir):
     assert lines[-2].startswith("[40 tokens · ") and lines[-2].endswith("]") and "finished: length reached" in lines[-2]
     assert lines[-1].startswith("The same text again: seed='")
     assert f"[gpt2demo] model ready: {tiny_model_dir.name} (folder), 3,382,080 parameters" in console
+    # The console's hints name app.py's flags, never Gradio's Python arguments.
+    assert f"[gpt2demo] Running at {url} (open it in a browser; Ctrl+C stops the server)" in console
+    assert "[gpt2demo] To share this page with a class through a public link, restart with --share" in console
+    assert "share=True" not in console and "launch()" not in console
 
 
 def test_launch_is_local_without_ssr_monitoring_uploads_or_analytics(app):
@@ -204,15 +197,18 @@ def test_auth_is_required_when_given(tiny_model_dir):
 def test_app_flags(monkeypatch):
     monkeypatch.setenv("GPT2DEMO_MODEL", "bundled")
     args = app_py.parse_args([])
-    assert (args.model, args.device, args.host, args.port, args.share, args.auth, args.retry_download) == (
-        "bundled", None, "127.0.0.1", 7860, False, None, False)
-    assert args.options.handler_concurrency == args.max_batch + args.queue_size
+    assert (args.model, args.device, args.precision, args.host, args.port, args.share, args.auth, args.retry_download) == (
+        "bundled", None, "float32", "127.0.0.1", 7860, False, None, False)
+    # A handler for every request the engine holds, and REFUSAL_SLOTS more that only hear "busy".
+    assert args.options.handler_concurrency == args.max_batch + args.queue_size + REFUSAL_SLOTS
     args = app_py.parse_args(["--model", "./gpt2", "--share", "--auth", "u:p:q", "--max-batch", "8", "--queue-size", "4",
                               "--concurrency", "8", "--host", "0.0.0.0", "--port", "8000", "--retry-download"])
     assert args.options == ServerOptions(host="0.0.0.0", port=8000, share=True, auth=("u", "p:q"), max_batch=8,
                                          queue_size=4, concurrency=8)
     assert args.retry_download is True
-    for bad in (["--auth", "nopassword"], ["--max-batch", "8", "--concurrency", "4"], ["--max-batch", "0"]):
+    assert app_py.parse_args(["--precision", "int8"]).precision == "int8"
+    for bad in (["--auth", "nopassword"], ["--max-batch", "8", "--concurrency", "4"], ["--max-batch", "0"],
+                ["--precision", "int4"], ["--precision", "int8", "--engine", "http://127.0.0.1:9/v1"]):
         with pytest.raises(SystemExit):
             app_py.parse_args(bad)
 

@@ -16,7 +16,7 @@ from gpt2demo.model import load_model
 from gpt2demo.settings import SamplingSettings
 
 from conftest import TUTORIAL_PROMPT
-from launching import ARTIFACTS, chromium_browser, launched, needs_chromium, wait_until
+from launching import ARTIFACTS, browser, launched, needs_chromium, wait_until  # browser: module fixtures
 
 LONG = 1000  # new tokens asked for: minutes of work, so only Stop can end it in time
 SEED = 1234  # so the stopped text can be checked against the model run alone
@@ -33,12 +33,6 @@ pytestmark = [
 def app(small_model_dir):
     with launched(small_model_dir) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_browser() as chromium:
-        yield chromium
 
 
 def open_page(browser, url: str, locale: str = "en-US"):

@@ -20,6 +20,7 @@ from gpt2demo.ui.pacing import UPDATE_SECONDS, VIEW_UPDATE_SECONDS, paced, updat
 from gpt2demo.ui.views.generate import GenerateHandlers, GenerationView, describe_fit, render_html, reuse_seed
 
 from conftest import DEADLINE_SECONDS, TUTORIAL_PROMPT, local_engine
+from handlers import collect
 
 LONG_RUN = SamplingSettings(seed=1, max_new_tokens=1000)
 
@@ -34,9 +35,6 @@ def raw_settings(**overrides) -> dict:
     raw.update(overrides)
     return raw
 
-
-async def collect(outputs) -> list[tuple]:
-    return [item async for item in outputs]
 
 
 def generate(engine, prompt: str = TUTORIAL_PROMPT, request: gr.Request | None = None, **overrides) -> list[tuple]:

@@ -15,7 +15,6 @@ import threading
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from gradio_client.utils import QueueError
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gpt2demo.errors import DemoError
@@ -26,26 +25,10 @@ from gpt2demo.ui.panel import show_server
 from gpt2demo.ui.views.generate import describe_fit
 
 from conftest import TUTORIAL_PROMPT
-from launching import API_ORDER, QUICK, RawApi, check_still_serving, launched, request_data, wait_until
+from launching import API_ORDER, app, check_still_serving, connect, launched, QUICK, raw, RawApi, request_data, wait_until  # app, raw: module fixtures
 
 SETTING_NAMES = API_ORDER[1:]
 NAN, INF = math.nan, math.inf
-
-
-def connect(url: str, **options) -> Client:
-    return Client(url, verbose=False, analytics_enabled=False, **options)
-
-
-@pytest.fixture(scope="module")
-def app(tiny_model_dir):
-    with launched(tiny_model_dir) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def raw(app):
-    with RawApi(app.url) as api:
-        yield api
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +197,9 @@ def any_request(draw) -> dict:
 def test_any_request_either_continues_its_prompt_or_names_a_parameter(app, raw, client):
     vocab_size, outcomes = app.engine.state.facts.vocab_size, []
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    # derandomize: the same 40 requests every run, so "both branches were exercised" cannot
+    # fail by the luck of one run's draw (it did: 4 valid requests of 40).
+    @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
     @given(values=any_request())
     def check(values):
         final, error = client_outcome(client, values)
@@ -327,28 +312,8 @@ def long_job(url: str, max_new_tokens: int = 1000):
     return connect(url).submit(prompt=TUTORIAL_PROMPT, max_new_tokens=max_new_tokens, api_name="/generate")
 
 
-def test_a_full_gradio_queue_refuses_with_a_message_and_recovers(tiny_model_dir):
-    # One batch row, one place in the scheduler's line, one place in Gradio's queue; the next is refused.
-    with launched(tiny_model_dir, max_batch=1, queue_size=1) as running:
-        raw, engine = RawApi(running.url), running.engine
-        jobs = [long_job(running.url)]
-        wait_until(lambda: engine.stats().running == 1, "the first request to run")
-        jobs.append(long_job(running.url))
-        wait_until(lambda: engine.stats().waiting == 1, "the second to wait in the scheduler's line")
-        jobs.append(long_job(running.url))
-        wait_until(lambda: jobs[2].status().code.name == "IN_QUEUE", "the third to wait in Gradio's queue")
-        with pytest.raises(QueueError, match="Queue is full"):
-            connect(running.url).predict(prompt="Hello", api_name="/generate")
-        refused = raw.post_json("/gradio_api/call/generate", {"data": request_data()})
-        assert refused.status_code == 503 and "Queue is full" in refused.json()["detail"]
-        for job in jobs:
-            job.cancel()
-        wait_until(running.idle, "the cancelled requests to leave")
-        check_still_serving(raw, running)
-
-
 def test_a_full_scheduler_line_says_how_many_are_ahead(tiny_model_dir):
-    # More handlers than batch rows + line (--concurrency raised): the scheduler's own refusal reaches the user.
+    # The gradio_client hears the same refusal: the scheduler's own, with the number ahead.
     with launched(tiny_model_dir, max_batch=1, queue_size=1, concurrency=4) as running:
         engine = running.engine
         jobs = [long_job(running.url)]

@@ -19,6 +19,7 @@ from gpt2demo.ui.views.inside import InsideHandlers
 from gpt2demo.ui.views.strategies import StrategyHandlers
 
 from conftest import DEADLINE_SECONDS, TUTORIAL_PROMPT, local_engine
+from handlers import collect
 
 LONG_RUN = SamplingSettings(seed=1, max_new_tokens=1000)
 
@@ -33,9 +34,6 @@ def raw_settings(**overrides) -> dict:
     raw.update(overrides)
     return raw
 
-
-async def collect(outputs) -> list:
-    return [item async for item in outputs]
 
 
 async def first_outputs(outputs, count: int) -> list:
@@ -218,7 +216,7 @@ def test_stop_ends_the_inside_tabs_stream(engine):
         return [first] + await collect(stream)
 
     outputs = asyncio.run(scenario())
-    view = outputs[-1][-1]
+    view = ctx.sessions.get("tab-1", "inside")
     assert outputs[-1][4] == f"{len(view.steps)} tokens · stopped · seed 21" and len(view.steps) < 1000
     assert len(ctx.runs) == 0 and engine.stats().running == 0
 

@@ -26,6 +26,7 @@ from gpt2demo.ui.views.strategies import StrategyHandlers, lane_title, lanes_htm
 from gpt2demo.ui.views.tokenizer import TOKENS_SHOWN, TokenizerHandlers, tokenizer_html
 
 from conftest import DEADLINE_SECONDS, TUTORIAL_PROMPT
+from handlers import collect, selected
 
 EOS = 50256
 
@@ -35,13 +36,6 @@ def browser(language: str = "en-US,en;q=0.9", session: str = "tab-1") -> gr.Requ
     return gr.Request(headers={"accept-language": language}, session_hash=session)
 
 
-def selected(index: int) -> gr.SelectData:
-    """A click on the box or row with this data-index."""
-    return gr.SelectData(None, {"index": index, "value": ""})
-
-
-async def collect(outputs) -> list:
-    return [item async for item in outputs]
 
 
 def run_all(outputs) -> list:
@@ -69,8 +63,8 @@ def test_the_token_view_draws_one_shaded_box_per_step_and_the_selected_steps_can
     view = TokenView("今天", settings, EOS, seed=3)
     for step in steps:
         view.add(step)
-    html, chart, cutoff, detail, status, state = view.outputs("en", selected=2)
-    assert state is view and html.count('class="tv-box') == 6 and html.count("tv-selected") == 1
+    html, chart, cutoff, detail, status = view.outputs("en", selected=2)
+    assert html.count('class="tv-box') == 6 and html.count("tv-selected") == 1
     assert [int(i) for i in re.findall(r'data-token-id="(\d+)"', html)] == [s.token_id for s in steps]
     assert "Step 2: chose" in detail and detail.count("★") == 1 and detail.count("tv-cutoff") == 1
     assert status == "6 tokens · finished: length reached · seed 3"
@@ -80,13 +74,13 @@ def test_the_token_view_draws_one_shaded_box_per_step_and_the_selected_steps_can
     assert chart["status"].tolist() == [
         "chosen" if c.token_id == chosen.token_id else "in the running" if c.kept else "cut off" for c in chosen.candidates]
     assert chart["token"].tolist()[0].startswith("1. ")
-    _, chinese_chart, _, chinese_detail, _, _ = view.outputs("zh")  # the newest step, in Chinese
+    _, chinese_chart, _, chinese_detail, _ = view.outputs("zh")  # the newest step, in Chinese
     assert "选中" in chinese_chart["status"].tolist() and "第 5 步" in chinese_detail
 
 
 def test_a_token_view_before_any_step_and_after_a_stop():
     view = TokenView("Hi", SamplingSettings(), EOS, seed=1)
-    html, chart, cutoff, detail, status, _ = view.outputs("en")
+    html, chart, cutoff, detail, status = view.outputs("en")
     assert html == '<div class="tv-text"><span class="tv-prompt">Hi</span>' and chart.empty and cutoff == ""
     assert detail == '<p class="tv-note">Nothing selected yet: click a token.</p>' and status == "starting… · seed 1"
     view.add(Step(0, None, "", None, (), "stopped"))  # what a Stop before the first token delivers
@@ -107,45 +101,49 @@ def test_a_growing_token_view_only_appends_so_streaming_sends_only_new_boxes(tin
 
 def test_the_inside_tab_streams_the_engines_steps_and_a_click_shows_a_step(engine, tiny_model, monkeypatch):
     spacings = recorded_spacings(monkeypatch, views.inside)
-    events = InsideHandlers(PageContext(engine))
+    ctx = PageContext(engine)
+    events = InsideHandlers(ctx)
+    assert events.select(selected(0), browser()) == (gr.skip(),) * 4  # nothing generated yet
     outputs = run_all(events.generate(TUTORIAL_PROMPT, 12, 10, 1.0, 1.0, "21", browser()))
-    view = outputs[-1][-1]
+    view = ctx.sessions.get("tab-1", "inside")  # what the tab's clicks will look at
     expected = generate_text(tiny_model, TUTORIAL_PROMPT, SamplingSettings(max_new_tokens=12, seed=21))
     assert [s.token_id for s in view.steps] == expected.token_ids
     assert outputs[0][4] == "starting… · seed 21" and outputs[-1][4] == "12 tokens · finished: length reached · seed 21"
     assert spacings and set(spacings) == {VIEW_UPDATE_SECONDS}  # at most 4 updates a second
-    html, chart, cutoff, detail = events.select(view, selected(3), browser("zh-CN"))
+    html, chart, cutoff, detail = events.select(selected(3), browser("zh-CN"))
     assert "tv-selected" in html and "第 3 步" in detail and len(chart) == NUM_CANDIDATES
-    assert events.select(view, selected(12), browser()) == (gr.skip(),) * 4  # a box that is not there
-    assert events.select(None, selected(0), browser()) == (gr.skip(),) * 4  # nothing generated yet
+    assert events.select(selected(12), browser()) == (gr.skip(),) * 4  # a box that is not there
+    assert events.select(selected(3), browser(session="tab-2")) == (gr.skip(),) * 4  # another tab generated nothing
     for index in ("3", float("nan"), float("inf"), True):  # what only a hand-made event sends
         with pytest.raises(gr.Error, match="select: this request does not fit the page"):
-            events.select(view, gr.SelectData(None, {"index": index, "value": ""}), browser())
+            events.select(gr.SelectData(None, {"index": index, "value": ""}), browser())
 
 
 # ---------------------------------------------------------------- you are the sampler
 
 
 def test_the_sampler_tab_picks_goes_back_and_undoes(engine):
-    events = SamplerHandlers(PageContext(engine))
+    ctx = PageContext(engine)
+    events = SamplerHandlers(ctx)
 
     async def scenario():
-        assert await events.sample(None, browser()) == ("", "", "Press Start.", None)  # before Start
-        text, candidates, status, session = await events.start(TUTORIAL_PROMPT, 10, 1.0, 1.0, "8", browser())
+        assert (await events.sample(browser()))[2].startswith("Press Start.")  # before Start
+        text, candidates, status = await events.start(TUTORIAL_PROMPT, 10, 1.0, 1.0, "8", browser())
+        session = ctx.sessions.get("tab-1", "sampler")
         assert status == "0 tokens · 0 picked by you, 0 by the sampler · seed 8"
         assert candidates.count("data-index=") == NUM_CANDIDATES
         assert text == f'<div class="tv-text"><span class="tv-prompt">{escape(TUTORIAL_PROMPT)}</span>'
         third = session.candidates[2].token_id
-        await events.choose(session, selected(2), browser())
-        await events.sample(session, browser())
-        _, _, status, _ = await events.sample(session, browser())
+        await events.choose(selected(2), browser())
+        await events.sample(browser())
+        _, _, status = await events.sample(browser())
         assert session.token_ids[0] == third and status == "3 tokens · 1 picked by you, 2 by the sampler · seed 8"
-        text, _, status, _ = await events.go_back(session, selected(1), browser("zh-CN"))
+        text, _, status = await events.go_back(selected(1), browser("zh-CN"))
         assert session.token_ids == [third] and status.startswith("1 个 token") and text.count("tv-you") == 1
-        await events.undo(session, browser())
+        await events.undo(browser())
         assert session.picks == []
         # A row of a page drawn before the last pick: nothing is taken, the page is drawn again as it is.
-        assert await events.choose(session, selected(NUM_CANDIDATES), browser()) == session_outputs(session, "en")
+        assert await events.choose(selected(NUM_CANDIDATES), browser()) == session_outputs(session, "en")
         assert session.picks == []
         with pytest.raises(gr.Error, match="top_k must be an integer from 0 to 50257"):
             await events.start(TUTORIAL_PROMPT, -1, 1.0, 1.0, "8", browser())
@@ -157,16 +155,16 @@ def test_the_sampler_tab_says_when_the_text_has_ended(engine):
     events = SamplerHandlers(PageContext(engine))
 
     async def scenario():
-        *_, session = await events.start(" one" * 1022, 10, 1.0, 1.0, "2", browser())  # room for two tokens
-        await events.sample(session, browser())
-        _, candidates, status, _ = await events.sample(session, browser())
+        await events.start(" one" * 1022, 10, 1.0, 1.0, "2", browser())  # room for two tokens
+        await events.sample(browser())
+        _, candidates, status = await events.sample(browser())
         assert candidates == '<p class="tv-note">finished: the context window is full</p>'
         assert status == "2 tokens · 0 picked by you, 2 by the sampler · seed 2"
         with pytest.raises(gr.Error) as ended:
-            await events.sample(session, browser())
+            await events.sample(browser())
         assert ended.value.message == "This text has ended; go back to an earlier token to continue."
         with pytest.raises(gr.Error) as chinese:
-            await events.sample(session, browser("zh"))
+            await events.sample(browser("zh"))
         assert chinese.value.message == "这段文本已经结束；回到前面的某个 token 才能继续。"
 
     asyncio.run(scenario())

@@ -19,7 +19,7 @@ from gpt2demo.teaching.lanes import run_lanes, strategy_lanes
 from gpt2demo.ui.widgets.chart import COLORS
 
 from conftest import TUTORIAL_PROMPT
-from launching import ARTIFACTS, DEADLINE_SECONDS, chromium_browser, launched, needs_chromium
+from launching import app, ARTIFACTS, browser, DEADLINE_SECONDS, needs_chromium  # app, browser: module fixtures
 
 TIMEOUT_MS = 60_000
 CHOSEN_BAR = COLORS["chosen"]
@@ -32,19 +32,6 @@ pytestmark = [
     pytest.mark.browser,
     needs_chromium,
 ]
-
-
-@pytest.fixture(scope="module")
-def app(tiny_model_dir):
-    """The real app, as app.py builds it (launch() passes prevent_thread_lock=True), closed in finally."""
-    with launched(tiny_model_dir) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_browser() as chromium:
-        yield chromium
 
 
 def open_page(browser, url: str, locale: str = "en-US"):

@@ -18,6 +18,11 @@ MESSAGES = {
         "error_text_ended": "This text has ended; go back to an earlier token to continue.",
         "error_inputs": "{event} takes {expected} inputs (got {got})",
         "error_event": "{event}: this request does not fit the page ({problem})",
+        "error_unknown_inputs": "{event} has no input named {got} (its inputs: {expected})",
+        "error_precision_device": "--{parameter} {got} runs on the CPU only (device here: {device}); "
+        "start the app with --{parameter} {supported}.",
+        "error_precision_kernels": "--{parameter} {got} needs PyTorch's quantized CPU kernels ({engines}), which this "
+        "PyTorch lacks or which failed their check; start the app with --{parameter} {supported}.",
         "error_busy": "The server is busy; {ahead} requests are ahead of you. Please try again in a moment.",
         "error_sessions": "Too many open pages ({limit}); close this one and try again in a few minutes.",
         "error_loading": "The model is still loading; try again in a moment.",
@@ -63,6 +68,11 @@ MESSAGES = {
         "error_text_ended": "这段文本已经结束；回到前面的某个 token 才能继续。",
         "error_inputs": "{event} 需要 {expected} 个输入（收到 {got}）",
         "error_event": "{event}：这个请求与页面不符（{problem}）",
+        "error_unknown_inputs": "{event} 没有名为 {got} 的输入（它的输入：{expected}）",
+        "error_precision_device": "--{parameter} {got} 只能在 CPU 上运行（这里的设备：{device}）；"
+        "请用 --{parameter} {supported} 启动应用。",
+        "error_precision_kernels": "--{parameter} {got} 需要 PyTorch 的量化 CPU 内核（{engines}），"
+        "而这个 PyTorch 没有它们或它们未通过检查；请用 --{parameter} {supported} 启动应用。",
         "error_busy": "服务器繁忙，前面还有 {ahead} 个请求，请稍后再试。",
         "error_sessions": "打开的页面太多（{limit} 个）；请关闭本页，几分钟后再试。",
         "error_loading": "模型仍在加载，请稍后再试。",

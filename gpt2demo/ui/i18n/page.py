@@ -33,6 +33,8 @@ LABELS = {
         "reuse_seed": "Use this seed again",
         "examples": "Examples",
         "model": "Model",
+        "projector_mode": "Projector mode (large text, high contrast)",
+        "dark_mode": "Dark mode",
     },
     "zh": {
         "title": "# GPT-2 逐个 token 生成演示",
@@ -65,6 +67,8 @@ LABELS = {
         "reuse_seed": "再用这个种子",
         "examples": "示例",
         "model": "模型",
+        "projector_mode": "投影模式（大字、高对比度）",
+        "dark_mode": "深色模式",
     },
 }
 
@@ -85,6 +89,7 @@ MESSAGES = {
         "loading_file": "Loading the model: {desc}",
         "model_loading": "**Model:** loading {spec} on {device}…",
         "model_failed": "**Model:** {error}",
+        # --precision refused at load (gpt2demo/int8.py); shown through model_failed
         "model_ready": "**Model:** {name} · from {kind} · device {device} ({dtype}) · {parameters} parameters · "
         "window {window} tokens · loaded in {load_seconds} s",
         "kind_folder": "a local folder",
@@ -108,6 +113,10 @@ MESSAGES = {
         "The demo is served locally only, at {url}",
         "share_url": "Public link: {url}",
         "classroom": "Requests running: {running} · waiting: {waiting}",
+        "login_required": "Log in first: this demo is protected by a password.",
+        "login_wait": "Too many wrong passwords ({attempts} in a minute) from this address; try again in {seconds} s.",
+        "uploads_refused": "Uploads are not accepted: this page takes no files.",
+        "too_large": "The request is too large (at most {limit} KB).",
     },
     "zh": {
         "tokens": "{count} 个 token",
@@ -147,5 +156,9 @@ MESSAGES = {
         "share_failed": "无法创建公开分享链接（可能无法连接分享服务器）。演示只在本机提供：{url}",
         "share_url": "公开链接：{url}",
         "classroom": "正在生成：{running} 个请求 · 排队：{waiting} 个",
+        "login_required": "请先登录：这个演示设置了密码。",
+        "login_wait": "这个地址输错密码的次数太多（一分钟内 {attempts} 次）；请 {seconds} 秒后再试。",
+        "uploads_refused": "不接受上传：这个页面不需要任何文件。",
+        "too_large": "请求太大（最多 {limit} KB）。",
     },
 }

@@ -1,4 +1,4 @@
-"""The Generate tab: a prompt, the sampling controls, and the text growing as the tokens come."""
+"""The Generate tab: a prompt, the sampling controls, the text growing as the tokens come, and its run as a file."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gpt2demo.ui.context import PageContext
 from gpt2demo.ui.i18n import label
 from gpt2demo.ui.views.generate import TAB, GenerateHandlers, reuse_seed
 from gpt2demo.ui.widgets.controls import TUTORIAL_PROMPT, prompt_box, sampling_controls
+from gpt2demo.ui.widgets.export import DownloadButtons, download_buttons, wire_downloads
 
 EXAMPLES = [
     TUTORIAL_PROMPT,
@@ -36,6 +37,7 @@ class GenerateTab:
     status: gr.Markdown
     seed_used: gr.Textbox
     reuse_button: gr.Button
+    downloads: DownloadButtons
 
 
 def build(ctx: PageContext, concurrency: int) -> GenerateTab:
@@ -51,6 +53,8 @@ def build(ctx: PageContext, concurrency: int) -> GenerateTab:
                 html = gr.HTML(label=label("output"), show_label=True, container=True, padding=True, min_height=160,
                                autoscroll=True, elem_id="output")
                 status = gr.Markdown(elem_id="status")
+                with gr.Row():
+                    downloads = download_buttons("generate")
                 with gr.Accordion(label("plain_text"), open=False, elem_id="plain-text-panel"):
                     text = gr.Textbox(show_label=False, lines=4, interactive=False, buttons=["copy"], elem_id="plain-text")
                 gr.Examples([[example] for example in EXAMPLES], inputs=[prompt], label=label("examples"))
@@ -60,7 +64,8 @@ def build(ctx: PageContext, concurrency: int) -> GenerateTab:
                 with gr.Row():
                     seed_used = gr.Textbox("", interactive=False, label=label("seed_used"), max_lines=1, elem_id="seed-used")
                     reuse_button = gr.Button(label("reuse_seed"), size="sm")
-    tab = GenerateTab(prompt, controls, generate_button, stop_button, text, html, status, seed_used, reuse_button)
+    tab = GenerateTab(prompt, controls, generate_button, stop_button, text, html, status, seed_used, reuse_button,
+                      downloads)
     # The order of inputs is the API's parameter order: prompt, max_new_tokens, top_k, ...
     gr.on(
         triggers=[generate_button.click, prompt.submit],
@@ -80,4 +85,5 @@ def build(ctx: PageContext, concurrency: int) -> GenerateTab:
                   concurrency_limit=4, concurrency_id="limit-length")
     reuse_button.click(reuse_seed, [seed_used], [controls["seed"]], queue=False, api_visibility="private",
                        show_progress="hidden")
+    wire_downloads(downloads, handlers.download_json, handlers.download_html)  # the last run, kept by handlers
     return tab

@@ -33,13 +33,12 @@ def build(ctx: PageContext) -> gr.Textbox:
                                            show_label=True, container=True, padding=True)
                 with gr.Accordion(label("settings"), open=False):
                     controls = sampling_controls("sampler", DEFAULTS, CONTROLS)
-        session = gr.State(None)
-    outputs = [text, candidates, status, session]
+    outputs = [text, candidates, status]
     common = dict(api_visibility="private", concurrency_limit=CLICK_CONCURRENCY, concurrency_id="views-sampler",
                   show_progress="hidden")
     gr.on([start.click, prompt.submit], handlers.start, [prompt, *controls.values()], outputs, **common)
-    candidates.select(handlers.choose, [session], outputs, **common)
-    sample.click(handlers.sample, [session], outputs, **common)
-    text.select(handlers.go_back, [session], outputs, **common)
-    undo.click(handlers.undo, [session], outputs, **common)
+    candidates.select(handlers.choose, None, outputs, **common)
+    sample.click(handlers.sample, None, outputs, **common)
+    text.select(handlers.go_back, None, outputs, **common)
+    undo.click(handlers.undo, None, outputs, **common)
     return prompt

@@ -6,6 +6,9 @@ generate() streams a ticket of the engine. Two ways end it early:
 - Gradio closing or cancelling the handler (an API client's cancel, a closed tab)
   runs its `finally`, which cancels the ticket too.
 Either way the shared batch drops the request before its next token.
+
+The tab's last run is kept (ctx.recent_runs, ui/sessions.py) for its Download buttons: a JSON file or
+an HTML page of the run's token view (views/export.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from gpt2demo.ui.context import PageContext
 from gpt2demo.ui.i18n import message, request_language, user_error
 from gpt2demo.ui.pacing import paced, update_spacing
 from gpt2demo.ui.panel import shown_error
+from gpt2demo.ui.runs import session_of
+from gpt2demo.ui.views.export import Run, download
+from gpt2demo.ui.views.features import CANDIDATES, offers
 
 TAB = "generate"
 SEPARATOR = " · "
@@ -135,9 +141,12 @@ def show_loading(progress: gr.Progress, state: EngineState, language: str) -> No
         progress((bar.done, bar.total), desc=message(language, "loading_file", desc=bar.desc or "…"))
 
 
-def reuse_seed(seed_used: str) -> str:
-    """Copy the seed a run used into the seed box, to repeat the run."""
-    return seed_used
+def reuse_seed(seed_used) -> str:
+    """Copy the seed a run used into the seed box, to repeat the run; anything but a seed gives ''."""
+    try:
+        return str(check_integer("seed", seed_used, *BOUNDS.seed))
+    except DemoError:  # the box is the page's own output: only a hand-made request sends something else
+        return ""
 
 
 def settings_or_error(raw: dict, language: str) -> SamplingSettings:
@@ -184,8 +193,9 @@ class GenerateHandlers:
         prompt = "" if prompt is None else prompt  # anything else but text: the engine's check names it
         shown = prompt if isinstance(prompt, str) else ""
         run = self.ctx.runs.open(request, TAB)
+        accepted, written = None, []  # for the run kept for the Download buttons
         try:
-            await ready_state(self.ctx, language, progress, lambda: run.stop_requested)
+            state = await ready_state(self.ctx, language, progress, lambda: run.stop_requested)
             if run.stop_requested:
                 yield GenerationView(shown, finish_reason="stopped").outputs(language)
                 return
@@ -199,6 +209,7 @@ class GenerateHandlers:
                     now = time.perf_counter()
                     for step in steps:
                         view.add(step, now)
+                    written.extend(steps)
                     if not steps and view.tokens == 0 and view.finish_reason is None:
                         view.waiting, view.ahead = not ticket.admitted, ticket.ahead
                     yield view.outputs(language)
@@ -206,6 +217,11 @@ class GenerateHandlers:
                 raise user_error(error, language) from None
         finally:
             self.ctx.runs.close(run)  # no further token is computed for this request
+            if accepted is not None:
+                facts = state.facts
+                kept = Run.of(facts.name, facts.eos_token_id, offers(state, CANDIDATES), shown, settings, accepted.seed,
+                              written)
+                self.ctx.recent_runs.put(session_of(request), kept)
 
     async def limit_length(self, prompt: str, max_new_tokens, request: gr.Request = None):
         """Set the length slider's maximum to what the model's window leaves after this prompt."""
@@ -218,3 +234,19 @@ class GenerateHandlers:
         except DemoError as error:  # an unusable prompt or value: say so beside the slider's change
             raise user_error(error, language) from None
         return gr.update(maximum=room, value=min(wanted, room))
+
+    def download(self, kind: str, request: gr.Request = None) -> str:
+        """The tab's last run as a file for the page's download script: kind 'json' or 'html'."""
+        language = request_language(request)
+        run = self.ctx.recent_runs.get(session_of(request))
+        if run is None:
+            raise gr.Error(message(language, "export_nothing"), print_exception=False)
+        return download(run, kind, language)
+
+    def download_json(self, request: gr.Request = None) -> str:
+        """The last run as JSON, to load into the Inside tab later."""
+        return self.download("json", request)
+
+    def download_html(self, request: gr.Request = None) -> str:
+        """The last run's token view as a page for slides."""
+        return self.download("html", request)

@@ -4,6 +4,9 @@ While GPT-2 writes (one request in the shared batch, like the Generate tab), eve
 new token appears as a box shaded by the probability it was chosen with, and the
 chart shows that step's candidates. Clicking a box afterwards shows the candidates
 of its step, the chosen one marked and the top-k/top-p cut drawn.
+
+The tab's run downloads as a JSON file or an HTML page (views/export.py), and a JSON
+file loaded back replays here, with the same clicks, without the model.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from gpt2demo.settings import SamplingSettings
 from gpt2demo.ui.context import PageContext
 from gpt2demo.ui.i18n import message, request_language, user_error
 from gpt2demo.ui.pacing import VIEW_UPDATE_SECONDS, paced, update_spacing
+from gpt2demo.ui.runs import session_of
+from gpt2demo.ui.views.export import Run, download, load_run, step_box
 from gpt2demo.ui.views.features import CANDIDATES, missing_note, missing_text, offers, probability_text
 from gpt2demo.ui.views.generate import ACCEPT_SECONDS, ready_state, settings_or_error
 from gpt2demo.ui.widgets.candidates import candidates_html, cutoff_summary
@@ -33,19 +38,36 @@ class TokenView:
     """One generation as the token view, the chart and the step table show it, built step by step."""
 
     def __init__(self, prompt: str, settings: SamplingSettings, eos_token_id: int | None, seed: int | None = None,
-                 candidates: bool = True) -> None:
+                 candidates: bool = True, model: str = "") -> None:
         """
         Args:
             candidates: the engine sends candidates (False: a server without processed logprobs; the views say so).
+            model: the model's name (ModelFacts.name), for the run's file.
         """
         self.prompt = prompt
         self.settings = settings
         self.seed = seed
         self.eos_token_id = eos_token_id
         self.candidates = candidates
+        self.model = model
         self.steps: list[Step] = []  # steps that wrote a token (a 'stopped' step has none)
         self.boxes: list[TokenBox] = []
         self.finish_reason: str | None = None
+        self.replayed = False  # drawn from a loaded file, not the model
+
+    @classmethod
+    def replay(cls, run: Run) -> TokenView:
+        """The view of a run loaded from a file: the same boxes, clicks and tables as when it was written."""
+        view = cls(run.prompt, run.settings, run.eos_token_id, run.seed, run.candidates, run.model)
+        for step in run.steps:
+            view.add(step)
+        view.finish_reason, view.replayed = run.finish_reason, True
+        return view
+
+    def run(self) -> Run:
+        """The view's run so far, for its files."""
+        return Run(self.model, self.eos_token_id, self.candidates, self.prompt, self.settings, self.seed,
+                   tuple(self.steps), self.finish_reason)
 
     def add(self, step: Step) -> None:
         """Take in the engine's next step."""
@@ -53,8 +75,7 @@ class TokenView:
         if step.token_id is None:
             return
         self.steps.append(step)
-        self.boxes.append(TokenBox(step.piece, shade=step.probability,
-                                   title=f"#{step.index} · id {step.token_id} · p = {probability_text(step.probability)}"))
+        self.boxes.append(step_box(step))
 
     def html(self, selected: int | None = None) -> str:
         """The prompt in grey, then one box per token; the selected one outlined."""
@@ -100,12 +121,14 @@ class TokenView:
                      message(language, f"finish_{self.finish_reason}" if self.finish_reason else "generating")]
         if self.seed is not None:
             parts.append(message(language, "seed", seed=self.seed))
+        if self.replayed:
+            parts.append(message(language, "export_replayed", model=self.model))
         return " · ".join(parts)
 
     def outputs(self, language: str, selected: int | None = None) -> tuple:
-        """Values for: token view, chart, cut-off line, step table, status, state."""
+        """Values for: token view, chart, cut-off line, step table, status."""
         return (self.html(selected), self.chart(selected, language), self.cutoff(selected, language),
-                self.detail(selected, language), self.status(language), self)
+                self.detail(selected, language), self.status(language))
 
 
 def clicked_index(event, count: int, what: str) -> int | None:
@@ -136,21 +159,26 @@ class InsideHandlers:
             ticket = run.attach(self.ctx.engine.submit(Request(settings, prompt)))
             try:
                 accepted = await ticket.accepted(ACCEPT_SECONDS)
-                view = TokenView(prompt, settings, state.facts.eos_token_id, accepted.seed, offers(state, CANDIDATES))
+                view = TokenView(prompt, settings, state.facts.eos_token_id, accepted.seed, offers(state, CANDIDATES),
+                                 state.facts.name)
+                self.ctx.sessions.put(session_of(request), TAB, view)  # for clicks on its tokens, later
                 yield view.outputs(language)
                 spacing = lambda: update_spacing(self.ctx.engine.stats(), VIEW_UPDATE_SECONDS)  # noqa: E731
                 async for steps in paced(ticket, spacing):
                     for step in steps:
                         view.add(step)
+                    if self.ctx.sessions.get(session_of(request), TAB) is not view:
+                        return  # a loaded file took the tab's place (its Load stopped this run): draw nothing over it
                     yield view.outputs(language)
             except DemoError as error:
                 raise user_error(error, language) from None
         finally:
             self.ctx.runs.close(run)
 
-    def select(self, view: TokenView | None, event: gr.SelectData, request: gr.Request = None):
+    def select(self, event: gr.SelectData, request: gr.Request = None):
         """Show the clicked token's step: its candidates, the choice, the cut."""
         language = request_language(request)
+        view = self.ctx.sessions.get(session_of(request), TAB)
         if view is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
@@ -159,5 +187,35 @@ class InsideHandlers:
             raise user_error(error, language) from None
         if index is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        html, chart, cutoff, detail, _, _ = view.outputs(language, selected=index)
+        html, chart, cutoff, detail, _ = view.outputs(language, selected=index)
         return html, chart, cutoff, detail
+
+    def download(self, kind: str, request: gr.Request = None) -> str:
+        """The tab's run as a file for the page's download script: kind 'json' or 'html'."""
+        language = request_language(request)
+        view = self.ctx.sessions.get(session_of(request), TAB)
+        if view is None:
+            raise gr.Error(message(language, "export_nothing"), print_exception=False)
+        return download(view.run(), kind, language)
+
+    def download_json(self, request: gr.Request = None) -> str:
+        """The run as JSON, to load back later."""
+        return self.download("json", request)
+
+    def download_html(self, request: gr.Request = None) -> str:
+        """The run's token view as a page for slides."""
+        return self.download("html", request)
+
+    def load(self, text, size, request: gr.Request = None):
+        """Replay a run file's token view, without the model; its boxes click as a live run's."""
+        language = request_language(request)
+        try:
+            run = load_run(text, size)
+            if run is None:  # the file chooser was closed
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            self.ctx.runs.stop(session_of(request), TAB)  # a generation still streaming would draw over it
+            view = TokenView.replay(run)
+            self.ctx.sessions.put(session_of(request), TAB, view)
+        except DemoError as error:
+            raise user_error(error, language) from None
+        return view.outputs(language)

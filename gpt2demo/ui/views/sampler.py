@@ -1,7 +1,7 @@
 """The "You are the sampler" tab's logic: the class picks every token, or lets the sampler draw one.
 
 The engine side is teaching.sampler.SamplerSession (one per browser tab, kept in
-a gr.State); this module draws it: the text as boxes (dashed = picked by a person),
+the page's SessionStore); this module draws it: the text as boxes (dashed = picked by a person),
 the next position's candidates as a clickable table.
 """
 
@@ -14,12 +14,14 @@ from gpt2demo.settings import SamplingSettings
 from gpt2demo.teaching.sampler import PICKED_BY_YOU, SamplerSession, start
 from gpt2demo.ui.context import PageContext
 from gpt2demo.ui.i18n import message, request_language, user_error
+from gpt2demo.ui.runs import session_of
 from gpt2demo.ui.views.features import CANDIDATES, missing_note, offers, probability_text
 from gpt2demo.ui.views.generate import ready_state, settings_or_error
 from gpt2demo.ui.views.inside import clicked_index
 from gpt2demo.ui.widgets.candidates import candidates_html
 from gpt2demo.ui.widgets.tokens import TokenBox, text_html
 
+TAB = "sampler"
 DEFAULTS = SamplingSettings()  # the tutorial's top-k = 10
 CONTROLS = ("top_k", "temperature", "top_p", "seed")
 
@@ -36,9 +38,9 @@ def session_boxes(session: SamplerSession, language: str) -> list[TokenBox]:
 
 
 def session_outputs(session: SamplerSession | None, language: str) -> tuple:
-    """Values for: text, candidates, status, state."""
+    """Values for: text, candidates, status."""
     if session is None:
-        return "", "", message(language, "sampler_start"), None
+        return "", "", message(language, "sampler_start")
     eos_token_id = session.engine.state.facts.eos_token_id
     text = text_html(session.prompt.text, session_boxes(session, language), eos_token_id)
     if session.finish_reason:
@@ -50,11 +52,11 @@ def session_outputs(session: SamplerSession | None, language: str) -> tuple:
     yours = sum(pick.picked_by == PICKED_BY_YOU for pick in session.picks)
     status = message(language, "sampler_status", count=len(session.picks), yours=yours,
                      sampler=len(session.picks) - yours, seed=session.seed)
-    return text, candidates, status, session
+    return text, candidates, status
 
 
 class SamplerHandlers:
-    """The tab's events; each is one short request to the engine."""
+    """The tab's events; each is one short request to the engine. The tab's session is held in ctx.sessions."""
 
     def __init__(self, ctx: PageContext) -> None:
         self.ctx = ctx
@@ -67,25 +69,26 @@ class SamplerHandlers:
         await ready_state(self.ctx, language, None, lambda: False)
         try:
             session = await start(self.ctx.engine, "" if prompt is None else prompt, settings)
-        except DemoError as error:  # an unusable prompt, a busy server
+            self.ctx.sessions.put(session_of(request), TAB, session)  # a new start replaces the old session
+        except DemoError as error:  # an unusable prompt, a busy server, too many tabs held
             raise user_error(error, language) from None
         return session_outputs(session, language)
 
-    async def choose(self, session: SamplerSession | None, event: gr.SelectData, request: gr.Request = None):
+    async def choose(self, event: gr.SelectData, request: gr.Request = None):
         """Take the clicked candidate as the next token."""
-        return await self._act(session, request, lambda language: self._choose_clicked(session, event))
+        return await self._act(request, lambda session: self._choose_clicked(session, event))
 
-    async def sample(self, session: SamplerSession | None, request: gr.Request = None):
+    async def sample(self, request: gr.Request = None):
         """Let the sampler draw the next token with the session's settings and seed."""
-        return await self._act(session, request, lambda language: session.choose(None))
+        return await self._act(request, lambda session: session.choose(None))
 
-    async def go_back(self, session: SamplerSession | None, event: gr.SelectData, request: gr.Request = None):
+    async def go_back(self, event: gr.SelectData, request: gr.Request = None):
         """Go back to just before the clicked token; the next pick starts a new branch."""
-        return await self._act(session, request, lambda language: self._back_to_clicked(session, event))
+        return await self._act(request, lambda session: self._back_to_clicked(session, event))
 
-    async def undo(self, session: SamplerSession | None, request: gr.Request = None):
+    async def undo(self, request: gr.Request = None):
         """Take back the last token."""
-        return await self._act(session, request, lambda language: session.undo(max(len(session.picks) - 1, 0)))
+        return await self._act(request, lambda session: session.undo(max(len(session.picks) - 1, 0)))
 
     @staticmethod
     async def _choose_clicked(session: SamplerSession, event) -> None:
@@ -99,13 +102,13 @@ class SamplerHandlers:
         if index is not None:
             await session.undo(index)
 
-    @staticmethod
-    async def _act(session: SamplerSession | None, request: gr.Request | None, action):
+    async def _act(self, request: gr.Request | None, action):
         language = request_language(request)
-        if session is None:
+        session = self.ctx.sessions.get(session_of(request), TAB)
+        if session is None:  # never started, or closed after a long idle: start again
             return session_outputs(None, language)
         try:
-            await action(language)
+            await action(session)
         except DemoError as error:  # the text has ended, an index from a stale page, a busy server
             raise user_error(error, language) from None
         return session_outputs(session, language)
