@@ -10,11 +10,14 @@ python -m pip install --quiet torch==2.13.0
 python -m pip install --quiet -r requirements-dev.txt
 
 # The browser tests drive Debian's Chromium (Playwright cannot download browsers here),
-# with a CJK font so Chinese renders in their screenshots.
-if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "noto sans cjk"; then
+# with a CJK font so Chinese renders in their screenshots; the bundled model's word-list
+# test reads its training corpus, Jane Austen's novels, from Debian's r-cran-janeaustenr.
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "noto sans cjk" \
+        || [ ! -e /usr/lib/R/site-library/janeaustenr/data/Rdata.rdx ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends r-cran-janeaustenr >/dev/null
 fi
 
 mkdir -p artifacts

@@ -158,6 +158,9 @@ def test_a_file_that_is_not_a_run_is_refused_in_the_pages_language(app, browser,
     load_file(page, note)
     assert error_toast(page) == "这个生成文件的版本是 2；本 gpt2demo 读取版本 1。"
     page.locator(".toast-body.error [data-testid='toast-close']").click()
+    from playwright.sync_api import expect
+
+    expect(page.locator(".toast-body.error")).to_have_count(0, timeout=TIMEOUT_MS)  # gone, not fading out
     # Too large to send: the page sends only its size (the server would refuse the body with a bare 413).
     big = tmp_path / "big.json"
     big.write_text('{"notes": "' + "a" * MAX_RUN_BYTES + '"}', encoding="utf-8")
