@@ -25,7 +25,7 @@ from gpt2demo.ui.i18n import MESSAGES
 from gpt2demo.ui.views.cost import CostHandlers
 from gpt2demo.ui.views.generate import GenerateHandlers
 from launching import DEADLINE_SECONDS, RawApi, request_data, wait_until
-from vllm_fixtures import launched_remote, ready_remote, requests_running, tokens_generated, vllm_server
+from vllm_fixtures import launched_remote, ready_remote, vllm_server
 
 from conftest import TUTORIAL_PROMPT
 
@@ -33,7 +33,6 @@ pytestmark = pytest.mark.vllm
 
 PROMPTS = [TUTORIAL_PROMPT, "", "It is a truth universally acknowledged, that", "昨天，一个名叫杰克的人说"]
 STUDENTS = 16
-LONG = 400  # new tokens a stopped request would have written: far more than it gets to
 
 
 @pytest.fixture(scope="module")
@@ -101,35 +100,6 @@ def test_candidates_arrive_for_every_step_and_describe_the_cut(remote):
     for step in greedy:
         assert len(step.candidates) == 15 and step.candidates[0].token_id == step.token_id
         assert [c.kept for c in step.candidates] == [True] + [False] * 14
-
-
-def test_stop_ends_the_server_request(remote, server):
-    before = tokens_generated(server)
-    ticket = remote.submit(Request(SamplingSettings(greedy=True, max_new_tokens=LONG), TUTORIAL_PROMPT))
-    steps = iter(ticket)
-    first = [next(steps) for _ in range(3)]
-    ticket.cancel()
-    rest = list(steps)
-    assert rest[-1].finish_reason == "stopped" and len(first) + len(rest) < LONG
-    wait_until(lambda: requests_running(server) == 0, "the server to drop the request")
-    assert tokens_generated(server) - before < LONG / 2 and remote.stats().running == 0
-
-
-def test_a_closed_tab_ends_the_server_request(remote, server):
-    """What Gradio does on a closed tab: it closes the handler, whose finally cancels the ticket."""
-    before = tokens_generated(server)
-    ctx = PageContext(remote)
-
-    async def scenario():
-        outputs = GenerateHandlers(ctx).generate(TUTORIAL_PROMPT, max_new_tokens=LONG, greedy=True)
-        first = [await anext(outputs) for _ in range(4)]
-        await outputs.aclose()
-        return first
-
-    first = asyncio.run(scenario())
-    assert first[-1][0].startswith(TUTORIAL_PROMPT) and len(ctx.runs) == 0
-    wait_until(lambda: requests_running(server) == 0, "the server to drop the request")
-    assert tokens_generated(server) - before < LONG / 2 and remote.stats().running == 0
 
 
 def test_the_samplers_picks_go_as_token_ids_and_an_undo_repeats_the_samplers_pick(remote, bundled):

@@ -5,6 +5,8 @@ server mid-stream, so it stays last in this module (pytest runs a module's tests
 file order). Run alone: python -m pytest -m vllm tests/remote
 """
 
+import asyncio
+
 import pytest
 
 from gpt2demo.errors import EngineUnavailable
@@ -12,12 +14,19 @@ from gpt2demo.generation import generate_text
 from gpt2demo.model import load_model
 from gpt2demo.serving.interface import Request
 from gpt2demo.settings import SamplingSettings
-from launching import DEADLINE_SECONDS
-from vllm_fixtures import ready_remote, vllm_server
+from gpt2demo.ui.context import PageContext
+from gpt2demo.ui.views.generate import GenerateHandlers
+from launching import DEADLINE_SECONDS, wait_until
+from vllm_fixtures import ready_remote, requests_running, tokens_generated, vllm_server
 
 from conftest import TUTORIAL_IDS, TUTORIAL_PROMPT
 
 pytestmark = pytest.mark.vllm
+
+# New tokens a stopped request would have written. GPT-2 small's shapes on vLLM's CPU backend
+# write tens of tokens a second here, so the whole request would take far longer than a Stop
+# takes to reach the server (the bundled model wrote 400 in under 2 s: a race, not a test).
+LONG = 900
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +75,35 @@ def test_candidates_arrive_for_every_step_best_first(remote):
         probabilities = [c.probability for c in step.candidates]
         assert len(step.candidates) == 15 and all(c.kept for c in step.candidates)  # no cut: no fillers either
         assert probabilities == sorted(probabilities, reverse=True) and 0 < step.probability <= 1
+
+
+def test_stop_ends_the_server_request(remote, server):
+    before = tokens_generated(server)
+    ticket = remote.submit(Request(SamplingSettings(greedy=True, max_new_tokens=LONG), TUTORIAL_PROMPT))
+    steps = iter(ticket)
+    first = [next(steps) for _ in range(3)]
+    ticket.cancel()
+    rest = list(steps)
+    assert rest[-1].finish_reason == "stopped" and len(first) + len(rest) < LONG
+    wait_until(lambda: requests_running(server) == 0, "the server to drop the request")
+    assert tokens_generated(server) - before < LONG / 2 and remote.stats().running == 0
+
+
+def test_a_closed_tab_ends_the_server_request(remote, server):
+    """What Gradio does on a closed tab: it closes the handler, whose finally cancels the ticket."""
+    before = tokens_generated(server)
+    ctx = PageContext(remote)
+
+    async def scenario():
+        outputs = GenerateHandlers(ctx).generate(TUTORIAL_PROMPT, max_new_tokens=LONG, greedy=True)
+        first = [await anext(outputs) for _ in range(4)]
+        await outputs.aclose()
+        return first
+
+    first = asyncio.run(scenario())
+    assert first[-1][0].startswith(TUTORIAL_PROMPT) and len(ctx.runs) == 0
+    wait_until(lambda: requests_running(server) == 0, "the server to drop the request")
+    assert tokens_generated(server) - before < LONG / 2 and remote.stats().running == 0
 
 
 def test_when_the_server_dies_mid_stream_every_affected_student_is_told_and_nothing_hangs(remote, server):
