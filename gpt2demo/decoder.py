@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from gpt2demo.int8 import int8_linear, quantize_conv1d, quantize_weight
 from gpt2demo.kvcache import KVCache
-from gpt2demo.linear import pick_linear
+from gpt2demo.linear import Linear, pick_linear
 from gpt2demo.serving.interface import PRECISIONS
 
 
@@ -37,7 +37,8 @@ class GPT2Decoder:
     (rows join and leave), which inference tensors do not allow outside that mode.
     """
 
-    def __init__(self, model, precision: str = "float32") -> None:
+    def __init__(self, model, precision: str = "float32", kernel: Linear | None = None) -> None:
+        """kernel: the float products' kernel (linear.py), None to pick the faster here; int8 has its own."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS} (got {precision!r})")
         if getattr(model.config, "model_type", None) != "gpt2":
@@ -56,8 +57,9 @@ class GPT2Decoder:
             self._block_weights = [block_weights(block, quantize_conv1d) for block in model.transformer.h]
             self._lm_head = quantize_weight(weight)  # (vocab, n_embd) is already (out, in)
         else:
-            self._linear = pick_linear(weight.device, weight.dtype)
             self._block_weights = [block_weights(block, lambda w: w) for block in model.transformer.h]
+            # The faster kernel on this CPU, timed on the first block's own weights (linear.py).
+            self._linear = kernel or pick_linear(weight.device, weight.dtype, [w for w, _ in self._block_weights[0]])
             # Stored once as (n_embd, vocab), the blocks' (in, out) layout: read across rows, the
             # (vocab, n_embd) matrix was the slowest layout measured (x @ W^T 9.1 ms, this 2.2 ms per token).
             self._lm_head = weight.detach().t().contiguous()  # (n_embd, vocab)

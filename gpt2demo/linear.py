@@ -2,18 +2,18 @@
 
 GPT-2 stores its projection weights as (in, out) (transformers' Conv1D). Decoding
 multiplies one row per sequence by each of them, so the time goes to reading weights.
-On this project's CPU, oneDNN's linear kernel read them faster than torch.addmm
-(MKL) did, measured on GPT-2 small shapes with 2 threads (bench/speed.py has the
-whole-model figure):
+Which kernel reads them faster depends on the CPU, so the model measures both at load
+(pick_linear) on its own first block. Measured on GPT-2 small shapes, all 48 block
+products of one row:
 
-    all 48 block products, 1 row:   addmm 15.8 ms   oneDNN 10.4 ms
-    all 48 block products, 32 rows: addmm 52.5 ms   oneDNN 23.7 ms
-    vocabulary projection, 1 row:   x @ Wt 5.6 ms   oneDNN 2.2 ms
+    an AVX2 build machine, 2 threads:      addmm 15.8 ms   oneDNN 10.4 ms
+    an AVX-512 build machine, 2 threads:   addmm 12.5 ms   oneDNN 23.1 ms
+    the same, 1 thread:                    addmm 23.6 ms   oneDNN 39.1 ms
 
 The oneDNN op (torch.ops.mkldnn._linear_pointwise, the one torch.compile's CPU
 backend emits) is not public API, so it is used only after a check that it exists
-and agrees with addmm; anything else (CUDA, MPS, a build without oneDNN, a float
-type it does not take) goes through addmm.
+and agrees with addmm, and only where it was the faster; anything else (CUDA, MPS, a
+build without oneDNN, a float type it does not take) goes through addmm.
 
 oneDNN keeps a compiled kernel for every input shape it meets (up to 1024 of them).
 A server meets many: the rows of a decode step and the tokens of a prefill vary with
@@ -25,7 +25,8 @@ soak's server memory grew by 141 MB over 500 requests and kept growing.
 
 from __future__ import annotations
 
-from typing import Callable
+import time
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -86,8 +87,32 @@ def onednn_agrees(dtype: torch.dtype) -> bool:
         return False
 
 
-def pick_linear(device: torch.device, dtype: torch.dtype) -> Linear:
-    """oneDNN for fp32 on CPU when it works, addmm everywhere else."""
+MEASURED_ROWS = (1, 16)  # one student; a class decoding together
+MEASURE_REPEATS = 5  # the best of these: a busy machine slows some runs, never speeds one up
+
+
+def product_seconds(kernel: Linear, weights: Sequence[torch.Tensor]) -> float:
+    """How long `kernel` takes over `weights` (each (in, out)) at MEASURED_ROWS rows: the best of MEASURE_REPEATS."""
+    total = 0.0
+    with torch.no_grad():
+        for rows in MEASURED_ROWS:
+            inputs = [torch.zeros(rows, weight.shape[0], dtype=weight.dtype) for weight in weights]
+            for x, weight in zip(inputs, weights):
+                kernel(x, weight, None, False)  # oneDNN builds its kernel for a new shape on first use
+            best = float("inf")
+            for _ in range(MEASURE_REPEATS):
+                started = time.perf_counter()
+                for x, weight in zip(inputs, weights):
+                    kernel(x, weight, None, False)
+                best = min(best, time.perf_counter() - started)
+            total += best
+    return total
+
+
+def pick_linear(device: torch.device, dtype: torch.dtype, sample: Sequence[torch.Tensor],
+                measure: Callable[[Linear, Sequence[torch.Tensor]], float] = product_seconds) -> Linear:
+    """oneDNN for fp32 on CPU when it works and was faster on `sample` (some of the model's weights), else addmm."""
     if device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available() and onednn_agrees(dtype):
-        return onednn_linear
+        if measure(onednn_linear, sample) < measure(addmm_linear, sample):
+            return onednn_linear
     return addmm_linear

@@ -13,13 +13,38 @@ from gpt2demo.linear import addmm_linear, onednn_agrees, onednn_linear, padded_r
 from conftest import TUTORIAL_IDS
 
 
-def test_cpu_fp32_uses_onednn_here_and_everything_else_addmm():
+SAMPLE = [torch.randn(64, 96), torch.randn(96, 64)]
+
+
+def timings(onednn: float, addmm: float):
+    """A measure that says how long each kernel took, and records what it was asked."""
+    asked = []
+
+    def measure(kernel, weights):
+        asked.append((kernel, [tuple(w.shape) for w in weights]))
+        return {onednn_linear: onednn, addmm_linear: addmm}[kernel]
+
+    return measure, asked
+
+
+def test_cpu_fp32_uses_onednn_where_it_was_faster_on_the_sample_and_everything_else_addmm():
     # This project's machines run torch's x86 CPU build, which has oneDNN.
     assert torch.backends.mkldnn.is_available()
-    assert pick_linear(torch.device("cpu"), torch.float32) is onednn_linear
-    assert pick_linear(torch.device("cpu"), torch.float64) is addmm_linear
-    assert pick_linear(torch.device("cuda"), torch.float32) is addmm_linear
-    assert pick_linear(torch.device("mps"), torch.float32) is addmm_linear
+    faster, asked = timings(onednn=1.0, addmm=2.0)
+    assert pick_linear(torch.device("cpu"), torch.float32, SAMPLE, faster) is onednn_linear
+    assert sorted(asked, key=lambda a: a[0].__name__) == [(addmm_linear, [(64, 96), (96, 64)]),
+                                                          (onednn_linear, [(64, 96), (96, 64)])]
+    slower, _ = timings(onednn=2.0, addmm=1.0)
+    assert pick_linear(torch.device("cpu"), torch.float32, SAMPLE, slower) is addmm_linear
+    for device, dtype in (("cpu", torch.float64), ("cuda", torch.float32), ("mps", torch.float32)):
+        never, asked = timings(onednn=1.0, addmm=2.0)
+        assert pick_linear(torch.device(device), dtype, SAMPLE, never) is addmm_linear and asked == []
+
+
+def test_the_real_measure_times_both_kernels_at_one_and_sixteen_rows():
+    seconds = [linear.product_seconds(kernel, SAMPLE) for kernel in (onednn_linear, addmm_linear)]
+    assert all(0 < s < 1 for s in seconds) and linear.MEASURED_ROWS == (1, 16)
+    assert pick_linear(torch.device("cpu"), torch.float32, SAMPLE) in (onednn_linear, addmm_linear)
 
 
 def test_a_broken_onednn_op_falls_back_to_addmm(monkeypatch):
@@ -28,7 +53,7 @@ def test_a_broken_onednn_op_falls_back_to_addmm(monkeypatch):
 
     monkeypatch.setattr(linear, "onednn_linear", missing)
     assert not onednn_agrees(torch.float32)
-    assert pick_linear(torch.device("cpu"), torch.float32) is addmm_linear
+    assert pick_linear(torch.device("cpu"), torch.float32, SAMPLE) is addmm_linear
 
 
 def test_rows_are_padded_to_a_few_sizes_so_onednn_keeps_few_kernels():
@@ -59,17 +84,13 @@ def test_onednn_gives_addmms_products_and_leaves_its_inputs_alone(rows, with_bia
 
 
 def test_the_decoder_gives_the_same_logits_through_either_kernel(tiny_model):
-    fast = tiny_model.decoder
-    plain = GPT2Decoder(tiny_model.model)
-    plain._linear = addmm_linear
     logits = []
-    for decoder in (fast, plain):
+    for decoder in (GPT2Decoder(tiny_model.model, kernel=onednn_linear), GPT2Decoder(tiny_model.model, kernel=addmm_linear)):
         cache = decoder.new_cache()
         cache.add_row()
         first = decoder.prefill(cache, [0], [TUTORIAL_IDS])
         second = decoder.decode(cache, first.argmax(dim=-1))
         logits.append((first, second))
-    assert fast._linear is onednn_linear
     for ours, reference in zip(*logits):
         torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
         assert torch.equal(ours.argmax(dim=-1), reference.argmax(dim=-1))
