@@ -13,9 +13,12 @@ They read the app Gradio builds (its events and login tokens) through scope["app
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections import defaultdict, deque
+
+import gradio as gr
 
 from gpt2demo.errors import BadRequest
 from gpt2demo.ui.i18n import describe_error, message, pick_language
@@ -189,11 +192,21 @@ def check_inputs(fn, data, simple: bool = False) -> BadRequest | None:
         return BadRequest("event", event="call", problem="no such event")
     inputs = [block for block in fn.inputs if not (simple and block.skip_api)]
     name = fn.api_name or "event"
+    if fn.fn is None:  # the page's own JavaScript does the work (Gradio would answer a bare 500)
+        return BadRequest("event", event=name, problem="it runs in the browser, not on the server")
     if not isinstance(data, list):
         return BadRequest("event", event=name, problem="'data' must be a list of input values")
     if len(data) != len(inputs):
         return BadRequest("inputs", event=name, expected=len(inputs), got=len(data))
+    for block, value in zip(inputs, data):
+        if isinstance(block, gr.Dataset) and not example_number(value, len(block.raw_samples)):
+            return BadRequest("event", event=name, problem=f"an example's number is expected, 0 to {len(block.raw_samples) - 1}")
     return None
+
+
+def example_number(value, examples: int) -> bool:
+    """What a click on a gr.Dataset sends: the example's index (Gradio fails on anything else with a bare 500)."""
+    return value is None or (type(value) is int and 0 <= value < examples)
 
 
 def check_named_call(blocks, path: str, payload) -> BadRequest | None:
@@ -219,8 +232,6 @@ def check_named_call(blocks, path: str, payload) -> BadRequest | None:
 
 def parameter_names(fn) -> list[str]:
     """The handler's own parameter names, which Gradio uses for named inputs."""
-    import inspect
-
     try:
         parameters = inspect.signature(fn.fn).parameters.values()
     except (TypeError, ValueError):
