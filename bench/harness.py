@@ -106,9 +106,28 @@ class LightClient:
             self.fn_indices[api_name] = next(d["id"] for d in dependencies if d.get("api_name") == api_name)
         return self.fn_indices[api_name]
 
-    async def generate(self, prompt: str, **values) -> StreamResult:
+    async def open_page(self) -> str:
+        """A new session as a browser tab opens the page: it runs the page's server-side load events; returns its hash.
+
+        Gradio sets up a session's state (a copy of every component's config, ~30 ms for
+        this page here) at its first call. A student's page makes that call when it opens
+        (the model panel's load event), long before Generate is pressed.
+        """
+        http = await self.connection()
+        base, session = self.url.rstrip("/"), uuid.uuid4().hex
+        if "load" not in self.fn_indices:
+            dependencies = (await http.get(base + "/config")).json()["dependencies"]
+            self.fn_indices["load"] = [d["id"] for d in dependencies if d.get("backend_fn")
+                                       and any(target[1] == "load" for target in d["targets"])]
+        for fn_index in self.fn_indices["load"]:
+            response = await http.post(base + "/gradio_api/run/predict",
+                                       json={"data": [], "fn_index": fn_index, "session_hash": session, "event_data": None})
+            response.raise_for_status()
+        return session
+
+    async def generate(self, prompt: str, session: str | None = None, **values) -> StreamResult:
         inputs = {"prompt": prompt, **DEFAULTS, **values}
-        return await self.stream(await self.fn_index(), [inputs[name] for name in API_ORDER])
+        return await self.stream(await self.fn_index(), [inputs[name] for name in API_ORDER], session=session)
 
     async def stream(self, fn_index: int, data: list, text_output: int = 0, status_output: int | None = 2,
                      session: str | None = None) -> StreamResult:
@@ -169,6 +188,15 @@ def apply(values: list, data: list, final: bool) -> list:
             elif op in ("replace", "add"):
                 updated[index] = value
     return updated
+
+
+def process_rss_mb(pid: int) -> float:
+    """Resident memory of one process, in MB (0 if it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0) / 1024
 
 
 def process_tree_rss_mb(pid: int) -> float:

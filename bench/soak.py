@@ -1,6 +1,6 @@
 """Soak: phases of a class's day against `python app.py`, the server's memory read after each.
 
-    python -m bench.soak [--shape small|tiny] [--requests 200] [--sessions 100] [--door-rounds 20] [--seed 0]
+    python -m bench.soak [--shape small|tiny] [--requests 200] [--sessions 100] [--rounds 2] [--door-rounds 20] [--seed 0]
 
 Serves a stand-in GPT-2 (GPT-2 small shapes by default: the tiny model's cache rows
 are 72x smaller and hide memory problems) with `python app.py`, and plays, through
@@ -13,6 +13,8 @@ light clients (raw SSE over Gradio's queue protocol, as the page does):
 4. `--sessions` sampler sessions ("You are the sampler"): a 20,000-character prompt,
    start and three picks each, then left open;
 5. the teaching tabs: strategy comparisons and a cost race beside a class of 8;
+   (3 to 5 run --rounds times: memory that only reflects what the allocator has served
+   levels off in the second round, a leak does not);
 6. the doors (issue #13): `--door-rounds` rounds of every event that runs outside the
    queue sent the largest body allowed, bodies over the limit, and event calls that do
    not fit the page (wrong event, wrong number of inputs, not JSON), each of which must
@@ -20,7 +22,7 @@ light clients (raw SSE over Gradio's queue protocol, as the page does):
 7. idle again.
 
 After each phase (and after each long request) it reads the resident memory of the app
-and its engine process together. Target (issue #11): growth over the warm server <= 600
+and its engine process together, and of the front end alone. Target (issue #11): growth over the warm server <= 600
 MB after any single request, and flat over the run. Prints a table; the last line is JSON.
 """
 
@@ -35,7 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.harness import API_ORDER, DEFAULTS, LightClient, app_process, process_tree_rss_mb
+from bench.harness import API_ORDER, DEFAULTS, LightClient, app_process, process_rss_mb, process_tree_rss_mb
 from bench.classroom import teaching_fn
 from gpt2demo.ui.guards import MAX_BODY_BYTES
 from tools.ports import free_port
@@ -147,10 +149,10 @@ async def doors(client: LightClient, rounds: int) -> dict:
 async def soak(url: str, pid: int, args) -> dict:
     client = LightClient(url)
     rng = random.Random(args.seed)
-    readings: list[tuple[str, float]] = []
+    readings: list[tuple[str, float, float]] = []  # (phase, app and engine together, the front end alone)
 
     def read(phase: str) -> None:
-        readings.append((phase, round(process_tree_rss_mb(pid), 1)))
+        readings.append((phase, round(process_tree_rss_mb(pid), 1), round(process_rss_mb(pid), 1)))
 
     try:
         for index in range(5):
@@ -160,12 +162,16 @@ async def soak(url: str, pid: int, args) -> dict:
             result = await client.generate("The cat sat on the mat. " * 4, max_new_tokens=new_tokens, seed="1")
             assert result.error is None, result.error
             read(f"after one request of {new_tokens} tokens")
-        outcomes = await busy_block(client, args.requests, rng)
-        read(f"after {args.requests} mixed requests")
-        session_failures = await sampler_sessions(client, args.sessions)
-        read(f"after {args.sessions} sampler sessions")
-        teaching_failures = await teaching_block(client)
-        read("after comparisons, a race and a class of 8")
+        outcomes, session_failures, teaching_failures = {}, 0, 0
+        for round_number in range(1, args.rounds + 1):  # the same day again: memory that levels off stops growing
+            suffix = f" (round {round_number})" if args.rounds > 1 else ""
+            for outcome, number in (await busy_block(client, args.requests, rng)).items():
+                outcomes[outcome] = outcomes.get(outcome, 0) + number
+            read(f"after {args.requests} mixed requests{suffix}")
+            session_failures += await sampler_sessions(client, args.sessions)
+            read(f"after {args.sessions} sampler sessions{suffix}")
+            teaching_failures += await teaching_block(client)
+            read(f"after comparisons, a race and a class of 8{suffix}")
         door_answers = await doors(client, args.door_rounds)
         read(f"after {args.door_rounds} rounds of the doors")
         started = time.monotonic()
@@ -185,6 +191,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--door-rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=2, help="times the busy block, the sampler sessions and the teaching tabs run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         build_standin(Path(folder), GPT2_SMALL if args.shape == "small" else TINY)
@@ -192,13 +199,15 @@ def main() -> None:
         with app_process(folder, port) as server:
             result = asyncio.run(soak(f"http://127.0.0.1:{port}/", server.pid, args))
     warm = result["readings"][0][1]
-    print(f"GPT-2 {args.shape} shapes: resident memory of the app and its engine process")
-    for phase, mb in result["readings"]:
-        print(f"  {phase:<48} {mb:>9.1f} MB  ({mb - warm:+.1f})")
+    front_warm = result["readings"][0][2]
+    print(f"GPT-2 {args.shape} shapes: resident memory of the app and its engine process (growth over warm), "
+          f"and of the front end alone")
+    for phase, mb, front in result["readings"]:
+        print(f"  {phase:<58} {mb:>9.1f} MB  ({mb - warm:+7.1f})   front end {front:>7.1f} MB ({front - front_warm:+7.1f})")
     print(f"mixed requests: {result['outcomes']}; sampler failures {result['session_failures']}; "
           f"teaching failures {result['teaching_failures']}")
     print(f"the doors: {result['door_answers']}")
-    growth = max(mb for _, mb in result["readings"]) - warm
+    growth = max(mb for _, mb, _ in result["readings"]) - warm
     result.update(shape=args.shape, warm_mb=warm, max_growth_mb=round(growth, 1), growth_limit_mb=GROWTH_LIMIT_MB)
     print(f"largest growth over the warm server: {growth:+.1f} MB (limit {GROWTH_LIMIT_MB} MB)")
     print(json.dumps(result))

@@ -23,10 +23,22 @@ from gpt2demo.textstream import TextStream
 
 NUM_CANDIDATES = 15  # top candidates reported with every step: more than the default top-k, so the views show the cut
 # Prompt tokens read per step (rows x padded chunk). Alone, a 1000-token prompt takes two
-# passes; while others decode, each step reads at most PREFILL_TOKENS_BUSY of them, so a
-# student pasting a long text slows the running streams' steps instead of stopping them.
+# passes. While others decode, a step reads PREFILL_TOKENS_PER_JOINING tokens for each
+# joining request, at least PREFILL_TOKENS_BUSY and at most PREFILL_TOKENS_ALONE: a student
+# pasting a long text slows the running streams' steps instead of stopping them, and a
+# class pressing Generate together has the tutorial's prompt (12 tokens) read in one step
+# each, not in small slices shared by all of them (32 joining at 64 tokens a step: 2 each,
+# so nobody's first token came before the sixth step; TTFT p95 4.25 s at N = 32).
 PREFILL_TOKENS_ALONE = 512
 PREFILL_TOKENS_BUSY = 64
+PREFILL_TOKENS_PER_JOINING = 16
+
+
+def prefill_budget(decoding: int, joining: int) -> int:
+    """Prompt tokens one step reads while `decoding` requests decode and `joining` wait for their first token."""
+    if not decoding:
+        return PREFILL_TOKENS_ALONE
+    return min(PREFILL_TOKENS_ALONE, max(PREFILL_TOKENS_BUSY, PREFILL_TOKENS_PER_JOINING * joining))
 
 
 def check_for_model(model: LoadedModel, settings: SamplingSettings) -> None:
@@ -187,8 +199,7 @@ class DecodeBatch:
         if generation.cancel.is_set():
             steps.append(generation.stopped_step())
         if generation.finish_reason is None:
-            self.staging.add_row()
-            self.joining.append(generation)
+            self.joining.append(generation)  # its staging row is added at the next step, with the others'
         return steps
 
     def step(self) -> list[tuple[Generation, Step]]:
@@ -196,6 +207,7 @@ class DecodeBatch:
 
         Finished and cancelled requests leave the batch (their cache rows are freed).
         """
+        self.staging.add_rows(len(self.joining) - self.staging.rows)  # the requests that joined since the last step
         results = self._drop_cancelled()
         if self.rows:
             last_tokens = torch.tensor([g.all_ids[-1] for g in self.rows], device=self.model.device)
@@ -206,20 +218,19 @@ class DecodeBatch:
             results += stepped
             self._remove_finished()
         if self.joining:
-            results += self._read_prompts(PREFILL_TOKENS_BUSY if self.rows else PREFILL_TOKENS_ALONE)
+            results += self._read_prompts(prefill_budget(len(self.rows), len(self.joining)))
         return results
 
     def _drop_cancelled(self) -> list[tuple[Generation, Step]]:
         results = []
         for generations, cache in ((self.rows, self.cache), (self.joining, self.staging)):
-            for generation in [g for g in generations if g.cancel.is_set()]:
-                results.append((generation, generation.stopped_step()))
-                _remove(generations, cache, generations.index(generation))
+            cancelled = [g for g in generations if g.cancel.is_set()]
+            results += [(generation, generation.stopped_step()) for generation in cancelled]
+            _remove(generations, cache, cancelled)
         return results
 
     def _remove_finished(self) -> None:
-        for generation in [g for g in self.rows if g.finish_reason]:
-            _remove(self.rows, self.cache, self.rows.index(generation))
+        _remove(self.rows, self.cache, [g for g in self.rows if g.finish_reason])
 
     def _read_prompts(self, budget: int) -> list[tuple[Generation, Step]]:
         # One pass over as many joining rows as the budget allows, each given an equal chunk
@@ -238,19 +249,22 @@ class DecodeBatch:
                 done.append(row)
         read = [self.joining[row] for row in done]
         results = list(zip(read, advance_all(read, logits[done]))) if done else []
-        for generation, step in results:  # in row order: each move keeps the rows before it in place
-            row = self.joining.index(generation)
-            if not step.finish_reason:
-                self.cache.adopt_row(self.staging, row)
-                self.rows.append(generation)
-            _remove(self.joining, self.staging, row)
+        decoding = [row for row, (_, step) in zip(done, results) if not step.finish_reason]
+        self.cache.adopt_rows(self.staging, decoding)
+        self.rows += [self.joining[row] for row in decoding]
+        _remove(self.joining, self.staging, read)
         return results
 
 
-def _remove(generations: list[Generation], cache, row: int) -> None:
-    cache.remove_row(row)
-    generations[row] = generations[-1]  # mirror the cache's move of the last row
-    generations.pop()
+def _remove(generations: list[Generation], cache, leaving: list[Generation]) -> None:
+    """Take `leaving` out of a batch's rows and their cache rows, then give the cache's spare memory back once."""
+    for generation in leaving:
+        row = generations.index(generation)
+        cache.remove_row(row, shrink=False)
+        generations[row] = generations[-1]  # mirror the cache's move of the last row
+        generations.pop()
+    if leaving:
+        cache.shrink()
 
 
 # ---------------------------------------------------------------- one request alone, for tests and benchmarks

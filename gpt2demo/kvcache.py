@@ -100,22 +100,44 @@ class KVCache:
 
     def add_row(self) -> int:
         """Append an empty row; return its index."""
-        self.reserve(self.rows + 1, max(self.longest(), 1))
-        self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(1)])
-        return self.rows - 1
+        return self.add_rows(1)[0]
+
+    def add_rows(self, count: int) -> list[int]:
+        """Append `count` empty rows with one reservation; return their indices.
+
+        One, not one per row: every reservation that grows the block copies it into new
+        memory, and a class pressing Generate together joins 32 rows in one step (a new
+        block every ROW_STEP rows took 0.1 s each at 32 rows on GPT-2 small).
+        """
+        first = self.rows
+        if count:
+            self.reserve(first + count, max(self.longest(), 1))
+            self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(count)])
+        return list(range(first, first + count))
 
     def adopt_row(self, other: KVCache, row: int) -> int:
         """Append a copy of `other`'s row (a prompt read in the staging cache); return its index here."""
-        used = int(other.lengths[row])
-        self.reserve(self.rows + 1, max(self.longest(), used, 1))
-        new = self.rows
-        self._keys[:, new, :, :used] = other._keys[:, row, :, :used]
-        self._values[:, new, :, :used] = other._values[:, row, :, :used]
-        self.lengths = torch.cat([self.lengths, other.lengths[row : row + 1]])
-        return new
+        return self.adopt_rows(other, [row])[0]
 
-    def remove_row(self, row: int) -> None:
-        """Drop a row by moving the last row into its place (the caller mirrors this move)."""
+    def adopt_rows(self, other: KVCache, rows: list[int]) -> list[int]:
+        """Append copies of `other`'s rows, in order, with one reservation; return their indices here."""
+        first = self.rows
+        if not rows:
+            return []
+        used = [int(other.lengths[row]) for row in rows]
+        self.reserve(first + len(rows), max(self.longest(), *used, 1))
+        for new, (row, length) in enumerate(zip(rows, used), start=first):
+            self._keys[:, new, :, :length] = other._keys[:, row, :, :length]
+            self._values[:, new, :, :length] = other._values[:, row, :, :length]
+        self.lengths = torch.cat([self.lengths, other.lengths[rows]])
+        return list(range(first, first + len(rows)))
+
+    def remove_row(self, row: int, shrink: bool = True) -> None:
+        """Drop a row by moving the last row into its place (the caller mirrors this move).
+
+        shrink=False leaves the memory as it is, for a caller removing several rows
+        that shrinks once after the last.
+        """
         last = self.rows - 1
         if row != last:
             used = int(self.lengths[last])
@@ -123,7 +145,8 @@ class KVCache:
             self._values[:, row, :, :used] = self._values[:, last, :, :used]
             self.lengths[row] = self.lengths[last]
         self.lengths = self.lengths[:last].clone()
-        self.shrink()
+        if shrink:
+            self.shrink()
 
     def shrink(self) -> None:
         """Give memory back: all of it when no row is left, else down to what the live rows need."""

@@ -28,13 +28,22 @@ def byte_of_symbol() -> dict[str, int]:
     return {symbol: byte for byte, symbol in symbols.items()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenPiece:
-    """One token: its id, its spelling in the vocabulary file, and the bytes it stands for."""
+    """One token: its id, its spelling in the vocabulary file, and the bytes it stands for.
+
+    Unpickled, it is the process's one shared instance for those values (shared_piece):
+    steps come from the engine process with 16 pieces each (the token and its 15
+    candidates), and a front end keeping recent runs for their downloads held a fresh
+    copy of every one of them.
+    """
 
     token_id: int
     piece: str  # as in vocab.json, e.g. "Ġman" (Ġ marks the leading space)
     data: bytes
+
+    def __reduce__(self):
+        return shared_piece, (self.token_id, self.piece, self.data)
 
     @property
     def hex(self) -> str:
@@ -54,6 +63,21 @@ class TokenPiece:
     def text(self) -> str:
         """The token decoded alone: half a character shows as U+FFFD."""
         return self.data.decode("utf-8", errors="replace")
+
+
+SHARED_PIECES_LIMIT = 1 << 17  # more than GPT-2's 50,257 tokens: a second vocabulary does not make it grow for ever
+_shared_pieces: dict[tuple[int, str, bytes], TokenPiece] = {}
+
+
+def shared_piece(token_id: int, piece: str, data: bytes) -> TokenPiece:
+    """The one TokenPiece with these values in this process (what unpickling a TokenPiece returns)."""
+    key = (token_id, piece, data)
+    found = _shared_pieces.get(key)
+    if found is None:
+        if len(_shared_pieces) >= SHARED_PIECES_LIMIT:
+            _shared_pieces.clear()
+        found = _shared_pieces.setdefault(key, TokenPiece(token_id, piece, data))  # setdefault: one winner across threads
+    return found
 
 
 def token_piece(tokenizer, token_id: int) -> TokenPiece:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from gpt2demo.errors import BadRequest
-from gpt2demo.generation import NUM_CANDIDATES, DecodeBatch, Generation, fit_prompt, generate_steps, generate_text
+from gpt2demo.generation import (NUM_CANDIDATES, DecodeBatch, Generation, fit_prompt, generate_steps, generate_text,
+                                 prefill_budget)
 from gpt2demo.model import load_model
 from gpt2demo.serving.interface import Request
 from gpt2demo.settings import SamplingSettings
@@ -205,6 +206,42 @@ def test_joining_requests_are_read_together_and_each_equals_its_run_alone(tiny_m
     assert calls == [[12, 11, 96, 1]]  # one pass read all four prompts (under PREFILL_TOKENS_ALONE); then only decoding
     assert [g.new_token_ids for g in generations] == alone
     assert batch.cache.rows == batch.staging.rows == 0
+
+
+@pytest.mark.parametrize(("decoding", "joining", "budget"), [
+    (0, 1, 512), (0, 32, 512),  # nobody decoding: as much as one pass takes
+    (1, 1, 64), (31, 4, 64),  # a few joining a class: a small slice per step, the class keeps its pace
+    (2, 8, 128), (1, 32, 512), (40, 100, 512),  # many joining together: 16 each, up to the pass's maximum
+])
+def test_a_step_reads_more_prompt_tokens_the_more_requests_wait_for_their_first_token(decoding, joining, budget):
+    assert prefill_budget(decoding, joining) == budget
+
+
+def test_a_class_joining_together_has_each_short_prompt_read_in_one_step(tiny_model):
+    # One student decoding; eight press Generate with the tutorial's prompt (12 tokens).
+    calls = []
+    original = tiny_model.decoder.extend
+
+    def counting(cache, rows, chunks):
+        calls.append([len(c) for c in chunks])
+        return original(cache, rows, chunks)
+
+    settings = [SamplingSettings(seed=i, max_new_tokens=6) for i in range(9)]
+    alone = [generate_text(tiny_model, TUTORIAL_PROMPT, s).token_ids for s in settings]
+    tiny_model.decoder.extend = counting
+    try:
+        batch = DecodeBatch(tiny_model)
+        generations = [Generation(tiny_model, Request(s, TUTORIAL_PROMPT)) for s in settings]
+        batch.join(generations[0])
+        batch.step()  # its prompt, alone
+        for generation in generations[1:]:
+            batch.join(generation)
+        while batch:
+            batch.step()
+    finally:
+        del tiny_model.decoder.extend
+    assert calls == [[12], [12] * 8]  # the eight in one pass of 8 x 12 tokens, not 8 x 8 and then 8 x 4
+    assert [g.new_token_ids for g in generations] == alone
 
 
 def test_a_batch_that_empties_gives_its_cache_back(small_model_dir):

@@ -54,3 +54,31 @@ def test_memory_goes_back_when_the_batch_empties_or_holds_much_more_than_its_row
     while cache.rows:
         cache.remove_row(0)
     assert cache.capacity == (0, 0) and cache.nbytes == 0
+
+
+def test_rows_added_or_adopted_together_come_in_order_with_their_keys():
+    cache = new_cache()
+    assert cache.add_rows(0) == [] and cache.capacity == (0, 0)
+    assert cache.add_rows(9) == list(range(9))
+    assert cache.rows == 9 and cache.capacity == (12, SEQ_CHUNK)  # 9 rounded up to the row step, at once
+    assert torch.equal(cache.lengths, torch.zeros(9, dtype=torch.long))
+    staging = new_cache()
+    staging.add_rows(3)
+    staging.reserve(3, 6)
+    for row in range(3):
+        staging.keys(1)[row, :, : row + 2] = 10 + row
+        staging.lengths[row] = row + 2
+    assert cache.adopt_rows(staging, [2, 0]) == [9, 10]
+    assert cache.lengths.tolist() == [0] * 9 + [4, 2]
+    assert torch.all(cache.keys(1)[9, :, :4] == 12) and torch.all(cache.keys(1)[10, :, :2] == 10)
+    assert cache.adopt_rows(staging, []) == [] and cache.rows == 11
+
+
+def test_removing_rows_without_shrinking_keeps_the_block_until_shrink_is_asked():
+    cache = new_cache()
+    cache.add_rows(16)
+    for _ in range(12):
+        cache.remove_row(0, shrink=False)
+    assert cache.rows == 4 and cache.capacity == (16, SEQ_CHUNK)
+    cache.shrink()
+    assert cache.capacity == (ROW_STEP, SEQ_CHUNK)

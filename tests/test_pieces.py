@@ -1,6 +1,9 @@
 """Byte-level tokens and the characters they form: GPT-2's byte table, token pieces, grouping by characters."""
 
+import pickle
+
 from gpt2demo.pieces import TokenPiece, byte_of_symbol, group_pieces, token_piece
+from gpt2demo.serving.interface import Candidate, Step
 
 EOS = 50256
 
@@ -47,3 +50,15 @@ def test_an_emoji_is_four_bytes_in_two_tokens(tiny_model):
     groups = group_pieces(tiny_model.pieces.many(tiny_model.encode("🙂")))
     assert len(groups) == 1 and groups[0].text == "🙂"
     assert b"".join(p.data for p in groups[0].tokens) == "🙂".encode() and len(groups[0].tokens) == 2
+
+
+def test_unpickled_pieces_are_one_shared_instance_per_token_across_messages():
+    # Steps reach the front end pickled, 16 pieces a token: it must not keep a copy of each.
+    man = TokenPiece(582, "Ġman", b" man")
+    step = Step(0, man, " man", 0.5, (Candidate(man, 0.5, True), Candidate(TokenPiece(13, ".", b"."), 0.2, True)))
+    first, second = pickle.loads(pickle.dumps([step])), pickle.loads(pickle.dumps(step))
+    assert first[0] == second == step  # equal values...
+    assert first[0].piece is first[0].candidates[0].piece is second.piece  # ...and one object for the same token
+    assert second.candidates[1].piece is pickle.loads(pickle.dumps(TokenPiece(13, ".", b".")))
+    other = pickle.loads(pickle.dumps(TokenPiece(582, "Ġman", b" woman")))  # other bytes: another piece
+    assert other.data == b" woman" and other is not second.piece

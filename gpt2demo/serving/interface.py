@@ -51,7 +51,7 @@ class Request:
     max_steps: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a front end keeps many (recent runs, 15 a token)
 class Candidate:
     """One of the most likely next tokens at a step."""
 
@@ -64,7 +64,7 @@ class Candidate:
         return self.piece.token_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One new token, or the end of a generation: everything a view draws of it.
 

@@ -46,7 +46,8 @@ async def paced(ticket: Ticket, spacing: Callable[[], float]) -> AsyncIterator[l
     while True:
         hold = last + spacing() - loop.time()
         items = await ticket.take(TICK_SECONDS, hold=max(hold, 0.0))  # raises the error, once nothing is left
-        last = loop.time()
+        if items:  # a quiet tick sent no token: the next one (a first token after a wait) goes at once
+            last = loop.time()
         yield items
         if ticket.done:
             break

@@ -233,6 +233,33 @@ def test_paced_sends_the_first_batch_at_once_ends_with_the_last_and_raises_an_er
     asyncio.run(scenario())
 
 
+def test_paced_holds_an_item_only_after_an_update_that_carried_items():
+    # A first token after a wait (in line, or its prompt being read) goes at once: only an
+    # update that sent tokens starts the spacing, not a quiet tick.
+    class RecordingTicket(Ticket):
+        def __init__(self):
+            super().__init__()
+            self.holds = []
+
+        async def take(self, timeout, hold=0.0):
+            self.holds.append(hold)
+            return await super().take(timeout, hold)
+
+    async def scenario():
+        ticket = RecordingTicket()
+        batches = paced(ticket, lambda: 60.0)
+        assert await anext(batches) == []  # nothing yet: a quiet tick
+        ticket.deliver([step(0, 1, "a")])
+        assert await anext(batches) == [step(0, 1, "a")]
+        ticket.deliver([step(1, 2, "b", "length")], finished=True)
+        assert await anext(batches) == [step(1, 2, "b", "length")]
+        return ticket.holds
+
+    holds = asyncio.run(scenario())
+    assert holds[:2] == [0.0, 0.0]  # the first token was not held after the quiet tick
+    assert 59.0 < holds[2] <= 60.0  # the next one was, after the update that carried a token
+
+
 # ---------------------------------------------------------------- the length slider
 
 
