@@ -201,17 +201,16 @@ def process_rss_mb(pid: int) -> float:
 
 def process_tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants (the app and its engine process), in MB."""
-    total, pending = 0, [pid]
+    total, pending = 0.0, [pid]
     while pending:
         current = pending.pop()
+        total += process_rss_mb(current)
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
-        except (OSError, StopIteration, ValueError):
+        except (OSError, ValueError):
             continue
-    return total / 1024
+    return total
 
 
 @contextmanager
