@@ -122,9 +122,26 @@ def chart_state(page) -> str:
     return "|".join(bars.evaluate_all("bars => bars.map(b => b.getAttribute('aria-label') + b.getAttribute('fill'))"))
 
 
+def chart_and_table_tokens(page) -> tuple[list[str], list[str]]:
+    """The chart's candidates and the step table's, in order: the same Step draws both."""
+    labels = page.locator("#inside-chart svg path[aria-roledescription='bar']").evaluate_all(
+        "bars => bars.map(b => b.getAttribute('aria-label'))")
+    bar_tokens = [re.search(r"\d+\. (.*?); %:", label).group(1) for label in labels]
+    table_tokens = page.locator("#inside-detail tr[data-index] code").evaluate_all("codes => codes.map(c => c.textContent)")
+    return bar_tokens, table_tokens
+
+
 def test_live_chart_follows_every_step_and_marks_the_chosen_token_and_the_cut(app, browser):
+    from playwright.sync_api import expect
+
     page = open_tab(browser, app.url, "inside")
     open_settings(page, "inside")
+    # A short run first: the chart's first drawing loads its plotting library, which on a
+    # fast machine took longer than the tiny model's whole 1000-token run below.
+    page.click("#inside-generate")
+    wait_for_text(page, "#inside-status", r"\d+ tokens · (?!generating).+ · seed \d+")
+    expect(page.locator("#inside-chart svg path[aria-roledescription='bar']")).to_have_count(NUM_CANDIDATES,
+                                                                                               timeout=TIMEOUT_MS)
     length = page.locator('#inside-max-new-tokens input[type="number"]')
     length.fill("1000")
     length.press("Enter")
@@ -151,10 +168,12 @@ def test_live_chart_follows_every_step_and_marks_the_chosen_token_and_the_cut(ap
     labels = bars.evaluate_all("bars => bars.map(b => b.getAttribute('aria-label'))")
     cut = [label for label in labels if "cut off" in label]
     assert len(cut) == NUM_CANDIDATES - 4  # top-k = 4: the 5th candidate on is grey
-    # The chart is the newest step, as the step table (drawn from the same Step) lists it.
-    bar_tokens = [re.search(r"\d+\. (.*?); %:", label).group(1) for label in labels]
-    table_tokens = page.locator("#inside-detail tr[data-index] code").evaluate_all("codes => codes.map(c => c.textContent)")
-    assert bar_tokens == table_tokens
+    # The chart is the newest step, as the step table (drawn from the same Step) lists it, once the
+    # browser has drawn the last update (the chart is drawn after the table).
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (tokens := chart_and_table_tokens(page))[0] != tokens[1]:
+        assert time.monotonic() < deadline, f"the chart never showed the table's step: {tokens}"
+        page.wait_for_timeout(20)
     assert (page.inner_text("#inside-cutoff")
             == f"4 of the {NUM_CANDIDATES} most likely stay in the running (top-k = 4); the rest can never be drawn.")
     screenshot(page, "next-token-chart")
