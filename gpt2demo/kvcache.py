@@ -115,12 +115,9 @@ class KVCache:
             self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(count)])
         return list(range(first, first + count))
 
-    def adopt_row(self, other: KVCache, row: int) -> int:
-        """Append a copy of `other`'s row (a prompt read in the staging cache); return its index here."""
-        return self.adopt_rows(other, [row])[0]
-
     def adopt_rows(self, other: KVCache, rows: list[int]) -> list[int]:
-        """Append copies of `other`'s rows, in order, with one reservation; return their indices here."""
+        """Append copies of `other`'s rows (prompts read in the staging cache), in order, with one reservation;
+        return their indices here."""
         first = self.rows
         if not rows:
             return []

@@ -34,7 +34,7 @@ def test_a_row_moved_into_a_hole_keeps_its_keys_and_an_adopted_row_is_copied_who
     other.reserve(1, 7)
     other.values(1)[0, :, :7] = 9
     other.lengths[0] = 7
-    assert cache.adopt_row(other, 0) == 2
+    assert cache.adopt_rows(other, [0]) == [2]
     assert int(cache.lengths[2]) == 7 and torch.all(cache.values(1)[2, :, :7] == 9)
 
 
