@@ -20,9 +20,12 @@ REFUSAL_SLOTS = 16  # generate handlers beyond what the engine holds, that only 
 # Gradio's own queue limit is only a guard against floods (its refusal is Gradio's English
 # 503): a class never reaches it, because the engine refuses first (see handler_concurrency).
 FLOOD_GUARD_EVENTS = 2048
-# Gradio keeps ~200 KB per browser session it has seen (a copy of the page's config); past this
-# many, the oldest session is forgotten (its teaching tabs then ask to start again).
-SESSIONS_HELD = 1000
+# Gradio keeps ~230 KB per browser session it has seen (a copy of the page's config, ~30 ms to
+# build); past this many, the oldest is forgotten and rebuilt at its next call. Nothing of ours
+# lives there (sessions.py holds the tabs' state, and the engine checks every value), so the cap
+# is only memory: as many as the tabs our session store holds, a front end that stops growing
+# at ~115 MB of them (bench/soak.py), where Gradio's 1,000 went on to ~230 MB.
+SESSIONS_HELD = 500
 # Gradio's queue looks for new events every 1 ms while it is empty: 1000 wake-ups a second
 # on the web server's cores. Every 10 ms costs a new request at most 10 ms; in an A/B run
 # of bench/streaming.py's setting it raised the client/raw ratio from 0.88 to 0.95.
