@@ -80,7 +80,9 @@ def int8_linear(x: torch.Tensor, weight: Int8Weight, bias: torch.Tensor | None, 
 
     Same signature as linear.py's products, so the decoder calls any of them alike.
     """
-    magnitude = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True).clamp_min_(1e-30)  # (N, 1)
+    # abs().amax() rather than the inf-norm, which is the same value (a max is exact) but was 15x
+    # slower on CPU: 76 against 5 us for 32 rows of 768, a tenth of a 32-row int8 step.
+    magnitude = x.abs().amax(dim=1, keepdim=True).clamp_min_(1e-30)  # (N, 1)
     # A division, not a product with 1/magnitude: x / x is exactly 1, so no row spans more than
     # [-1, 1] by a rounding and widens the range for the others. An all-zero row stays zero.
     pinned = torch.cat([x / magnitude, _PINS.expand(x.shape[0], PIN_COLUMNS)], dim=1)  # (N, in + 2)
