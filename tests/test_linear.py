@@ -57,10 +57,10 @@ def test_a_broken_onednn_op_falls_back_to_addmm(monkeypatch):
 
 
 def test_rows_are_padded_to_a_few_sizes_so_onednn_keeps_few_kernels():
-    assert [padded_rows(rows) for rows in (1, 2, 3, 4, 5, 8, 9, 33, 64, 65, 1000, 1024, 4096)] == [
-        1, 2, 3, 4, 8, 8, 16, 40, 64, 128, 1024, 1024, 4096]
+    assert [padded_rows(rows) for rows in (1, 2, 3, 4, 5, 8, 9, 33, 64, 65, 304, 1000, 1024, 1025, 4096)] == [
+        1, 2, 3, 4, 8, 8, 16, 40, 64, 128, 320, 1024, 1024, 2048, 4096]
     sizes = {padded_rows(rows) for rows in range(1, 4097)}
-    assert len(sizes) == 18  # 1-4, 8-64 by 8, 128-4096
+    assert len(sizes) == 29  # 1-4, 8-64 by 8, 128-1024 by 64, 2048, 4096
     assert all(rows <= padded_rows(rows) < 2 * rows for rows in range(2, 4097))
 
 
