@@ -2,7 +2,9 @@
 
 import torch
 
-from gpt2demo.kvcache import ROW_STEP, SEQ_CHUNK, KVCache
+import pytest
+
+from gpt2demo.kvcache import ALIGNMENT, ROW_STEP, SEQ_CHUNK, KVCache, untouched_zeros
 
 
 def new_cache() -> KVCache:
@@ -82,3 +84,22 @@ def test_removing_rows_without_shrinking_keeps_the_block_until_shrink_is_asked()
     assert cache.rows == 4 and cache.capacity == (16, SEQ_CHUNK)
     cache.shrink()
     assert cache.capacity == (ROW_STEP, SEQ_CHUNK)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_a_block_is_zeros_of_its_shape_and_type_aligned_and_writable(dtype):
+    block = untouched_zeros((2, 3, 5, 7), dtype)
+    assert block.shape == (2, 3, 5, 7) and block.dtype == dtype and block.is_contiguous()
+    assert block.data_ptr() % ALIGNMENT == 0
+    assert torch.equal(block, torch.zeros(2, 3, 5, 7, dtype=dtype))
+    block[1, 2, 4, 6] = 3
+    assert float(block.sum()) == 3.0 and float(block[1, 2, 4, 6]) == 3.0
+
+
+def test_a_new_cache_row_reads_zeros_beyond_what_was_written():
+    cache = new_cache()
+    cache.add_row()
+    cache.reserve(1, 3)
+    cache.keys(1)[0, :, :3] = 1.0
+    assert torch.equal(cache.keys(1)[0, :, 3:], torch.zeros(2, SEQ_CHUNK - 3, 4))
+    assert torch.equal(cache.values(1), torch.zeros_like(cache.values(1)))
