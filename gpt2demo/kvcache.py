@@ -81,7 +81,7 @@ class KVCache:
         # Zeros, not empty(): masked-out positions still enter the attention products, and
         # uninitialised memory can hold NaN, which a mask does not cancel (NaN * 0 = NaN).
         shape = (self.n_layer, rows, self.n_head, positions, self.head_dim)
-        if False and self.device.type == "cpu":
+        if self.device.type == "cpu":
             return untouched_zeros(shape, self.dtype)
         return torch.zeros(shape, dtype=self.dtype, device=self.device)
 
