@@ -1,5 +1,7 @@
 """The KV cache's memory follows the live rows: grows only as needed, shrinks when rows leave."""
 
+import os
+
 import torch
 
 import pytest
@@ -103,3 +105,23 @@ def test_a_new_cache_row_reads_zeros_beyond_what_was_written():
     cache.keys(1)[0, :, :3] = 1.0
     assert torch.equal(cache.keys(1)[0, :, 3:], torch.zeros(2, SEQ_CHUNK - 3, 4))
     assert torch.equal(cache.values(1), torch.zeros_like(cache.values(1)))
+
+
+def resident_bytes() -> int:
+    """This process's resident memory, from /proc (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc")
+def test_a_reserved_block_costs_memory_only_where_rows_are_written():
+    # GPT-2 small's shapes: 32 rows of 128 positions reserve 2 x 75.5 MB, but a class's
+    # prompts fill a few positions of each; a block written whole at reservation (torch.zeros)
+    # made the server's RSS and first step pay for all of it.
+    cache = KVCache(n_layer=12, n_head=12, head_dim=64, dtype=torch.float32, device=torch.device("cpu"))
+    before = resident_bytes()
+    cache.add_rows(32)
+    assert cache.nbytes == 2 * 12 * 32 * 12 * SEQ_CHUNK * 64 * 4
+    cache.keys(0)[:, :, 0] = 1.0  # one position of every row in one layer: 32 x 12 pages of 4 KB
+    grown = resident_bytes() - before
+    assert grown < cache.nbytes // 20, f"{grown} bytes resident of a {cache.nbytes}-byte block"
