@@ -55,14 +55,14 @@ def untouched_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """A zero tensor whose memory the OS fills only where it is first written (CPU).
 
     torch.zeros writes every byte at once, so a block's whole size is faulted in before
-    the step that asked for it: 0.3 GB for 32 rows of 128 positions of GPT-2 small,
-    which took up to 2 s of a class's first step in the server (the joining prompts
-    are only 12-25 of a row's 128 positions). calloc (numpy.zeros) takes fresh pages
+    the step that asked for it: 0.15 GB of keys and values for 32 rows of 128 positions of
+    GPT-2 small (twice that with the staging cache), 0.1-0.5 s a block on a build machine
+    whose page faults are slow, though a class's prompts fill only 12-25 of a row's 128
+    positions. calloc (numpy.zeros) takes fresh pages
     the OS already gives as zeros, so only the positions the rows write are ever
     touched, and count as the server's memory. Aligned to 64 bytes for vector loads.
     """
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    nbytes = itemsize * math.prod(shape)
+    nbytes = dtype.itemsize * math.prod(shape)
     raw = torch.from_numpy(numpy.zeros(nbytes + ALIGNMENT, dtype=numpy.uint8))
     offset = -raw.data_ptr() % ALIGNMENT
     return raw[offset : offset + nbytes].view(dtype).view(shape)

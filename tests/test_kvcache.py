@@ -2,9 +2,8 @@
 
 import os
 
-import torch
-
 import pytest
+import torch
 
 from gpt2demo.kvcache import ALIGNMENT, ROW_STEP, SEQ_CHUNK, KVCache, untouched_zeros
 
