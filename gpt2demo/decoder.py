@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from gpt2demo.int8 import int8_linear, quantize_conv1d, quantize_weight
 from gpt2demo.kvcache import KVCache
-from gpt2demo.linear import Linear, pick_linear
+from gpt2demo.linear import Linear, pick_linear, prepare_weight
 from gpt2demo.serving.interface import PRECISIONS
 
 
+def block_products(block) -> tuple:
+    """A block's c_attn, attn.c_proj, c_fc and mlp.c_proj: its four matrix products, in order."""
+    return block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj
+
+
 def block_weights(block, prepare) -> tuple[tuple, ...]:
-    """(weight, bias) of a block's c_attn, attn.c_proj, c_fc and mlp.c_proj, each weight as `prepare` makes it."""
-    modules = (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)
-    return tuple((prepare(module.weight.detach()), module.bias) for module in modules)
+    """(weight, bias) of each of a block's products, each weight as `prepare` makes it."""
+    return tuple((prepare(module.weight.detach()), module.bias) for module in block_products(block))
 
 
 class GPT2Decoder:
@@ -57,12 +62,16 @@ class GPT2Decoder:
             self._block_weights = [block_weights(block, quantize_conv1d) for block in model.transformer.h]
             self._lm_head = quantize_weight(weight)  # (vocab, n_embd) is already (out, in)
         else:
-            self._block_weights = [block_weights(block, lambda w: w) for block in model.transformer.h]
-            # The faster kernel on this CPU, timed on the first block's own weights (linear.py).
-            self._linear = kernel or pick_linear(weight.device, weight.dtype, [w for w, _ in self._block_weights[0]])
-            # Stored once as (n_embd, vocab), the blocks' (in, out) layout: read across rows, the
-            # (vocab, n_embd) matrix was the slowest layout measured (x @ W^T 9.1 ms, this 2.2 ms per token).
-            self._lm_head = weight.detach().t().contiguous()  # (n_embd, vocab)
+            # The faster kernel on this CPU, timed on the first block's own weights (linear.py),
+            # then every weight laid out as that kernel reads it fastest.
+            first = [module.weight.detach() for module in block_products(model.transformer.h[0])]
+            self._linear = kernel or pick_linear(weight.device, weight.dtype, first)
+            prepare = partial(prepare_weight, self._linear)
+            self._block_weights = [block_weights(block, prepare) for block in model.transformer.h]
+            # As (n_embd, vocab), the blocks' (in, out) layout, before preparing: read across rows,
+            # the (vocab, n_embd) matrix was the slowest layout measured for addmm (x @ W^T 9.1 ms,
+            # this 2.2 ms per token).
+            self._lm_head = prepare(weight.detach().t())
         # GPT-2's "gelu_new" is the tanh GELU, which the product itself applies (fused on oneDNN);
         # any other activation runs after it.
         self._tanh_gelu = model.config.activation_function == "gelu_new"
@@ -73,7 +82,7 @@ class GPT2Decoder:
         self.forward_threads: Counter[str] = Counter()
 
     def weights(self) -> dict[str, object]:
-        """What each matrix product multiplies by, by module name: an (in, out) tensor, or an Int8Weight."""
+        """What each matrix product multiplies by, by module name, as its kernel reads it (linear.prepare_weight, or an Int8Weight)."""
         names = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
         products = {f"h.{layer}.{name}": weight for layer, block in enumerate(self._block_weights)
                     for name, (weight, _) in zip(names, block)}

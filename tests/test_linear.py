@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from gpt2demo import linear
 from gpt2demo.decoder import GPT2Decoder
-from gpt2demo.linear import addmm_linear, onednn_agrees, onednn_linear, padded_rows, pick_linear
+from gpt2demo.linear import (addmm_linear, onednn_agrees, onednn_linear, pack_onednn_weight, padded_rows, pick_linear,
+                             prepare_weight)
 
 from conftest import TUTORIAL_IDS
 
@@ -76,11 +77,27 @@ def test_onednn_gives_addmms_products_and_leaves_its_inputs_alone(rows, with_bia
     expected = x @ weight + (bias if with_bias else 0)
     if tanh_gelu:
         expected = F.gelu(expected, approximate="tanh")
-    for product in (onednn_linear, addmm_linear):
-        got = product(x, weight, bias, tanh_gelu)
+    packed = pack_onednn_weight(weight)
+    for product, w in ((onednn_linear, weight), (onednn_linear, packed), (addmm_linear, weight)):
+        got = product(x, w, bias, tanh_gelu)
         assert got.shape == (rows, 3072)
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert torch.equal(x, before[0]) and torch.equal(weight, before[1])
+
+
+def test_each_kernel_gets_the_weights_laid_out_as_it_reads_them(tiny_model):
+    # oneDNN reads its own blocked layout (a copy: transformers' modules keep theirs); addmm a plain (in, out) one.
+    transposed = tiny_model.model.transformer.h[0].mlp.c_fc.weight.detach().t()
+    assert prepare_weight(addmm_linear, transposed).is_contiguous() and not transposed.is_contiguous()
+    onednn, addmm = (GPT2Decoder(tiny_model.model, kernel=kernel).weights() for kernel in (onednn_linear, addmm_linear))
+    assert onednn.keys() == addmm.keys()
+    assert all(weight.is_mkldnn for weight in onednn.values())
+    assert not any(weight.is_mkldnn for weight in addmm.values())
+    module = tiny_model.model.transformer.h[0].mlp.c_fc.weight
+    assert torch.equal(addmm["h.0.mlp.c_fc"], module) and not module.is_mkldnn
+    lm_head = tiny_model.model.lm_head.weight  # (vocab, n_embd): both kernels take it as (n_embd, vocab)
+    assert torch.equal(addmm["lm_head"], lm_head.t()) and addmm["lm_head"].is_contiguous()
+    assert torch.equal(onednn["lm_head"].to_dense(), lm_head)  # oneDNN's (out, in)
 
 
 def test_the_decoder_gives_the_same_logits_through_either_kernel(tiny_model):
