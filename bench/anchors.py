@@ -1,7 +1,7 @@
 """Where gpt2demo stands: its float32 and int8 decoding against CTranslate2's, and the memory-bandwidth bound.
 
     pip install -r bench/requirements.txt      # CTranslate2: for this benchmark only
-    python -m bench.anchors [--shape small|tiny] [--tokens 100] [--rows 32] [--batch-tokens 64] [--threads 2,1]
+    python -m bench.anchors [--shape small|tiny] [--tokens 100] [--rows 32] [--batch-tokens 64] [--threads 2,1] [--rounds 3]
 
 On a GPT-2-small-shaped stand-in (tools/standin.py: GPT-2's tokenizer, random weights;
 speed does not depend on the weights' values), converted with CTranslate2's own
@@ -19,8 +19,11 @@ or threads, with the same prompt (the tutorial's), top-k 10 and the same thread 
   (every weight once; in int8 the products' weights are one byte each).
 
 Tokens/s are the median of --repeats runs after a warm-up; a run counts the tokens
-actually written (a random model may write <|endoftext|> early). Prints a table; the
-last line is JSON.
+actually written (a random model may write <|endoftext|> early). The whole sequence
+runs --rounds times, the engines' order reversed every other round, and each figure is
+the median over the rounds: on a shared machine the speed drifts by 20% or more within
+minutes, and an engine measured only once, in a slow minute, would be judged by it.
+Prints a table and each round's ratios; the last line is JSON.
 """
 
 from __future__ import annotations
@@ -161,6 +164,37 @@ def convert(folder: Path, precision: str) -> Path:
     return out
 
 
+def measure_round(folder: Path, ct2_folders: dict, base: dict, threads: list[int], engines) -> tuple[list[dict], dict]:
+    """One pass over every thread count: the bandwidth, then each engine in `engines` order."""
+    rows, memory = [], {}
+    for count in threads:
+        job = {**base, "threads": count, "folder": str(folder)}
+        memory[count] = in_own_process("bandwidth", job)
+        for engine, precision in engines:
+            measured = in_own_process(engine, {**job, "precision": precision, "ct2_folder": ct2_folders[precision]})
+            rows.append({"threads": count, "engine": engine, "precision": precision, **measured})
+    return rows, memory
+
+
+def combine_rounds(rounds: list[tuple[list[dict], dict]], threads: list[int]) -> tuple[list[dict], dict]:
+    """Every figure as the median over the rounds, in the first round's order."""
+    first, _ = rounds[0]
+    rows = []
+    for row in first:
+        same = [r for measured, _ in rounds for r in measured
+                if (r["threads"], r["engine"], r["precision"]) == (row["threads"], row["engine"], row["precision"])]
+        rows.append({**row, **{key: statistics.median(r[key] for r in same) for key in ("batch1", "batch_rows", "load_seconds")}})
+    memory = {count: {key: statistics.median(m[count][key] for _, m in rounds) for key in ("read_gb_s", "copy_gb_s")}
+              for count in threads}
+    return rows, memory
+
+
+def pair(rows: list[dict], count: int, precision: str) -> tuple[dict, dict]:
+    """gpt2demo's and CTranslate2's rows at one thread count and precision."""
+    by_engine = {r["engine"]: r for r in rows if r["threads"] == count and r["precision"] == precision}
+    return by_engine["gpt2demo"], by_engine["ctranslate2"]
+
+
 def print_table(rows: list[dict], job: dict) -> None:
     batch = f"batch {job['rows']} tok/s"
     print(f"{'threads':>7} {'engine':>12} {'precision':>9} {'batch 1 tok/s':>14} {batch:>15} {'load s':>7}")
@@ -177,6 +211,7 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=64, help="new tokens of each batch request")
     parser.add_argument("--threads", default="2,1", help="thread counts to measure at, comma-separated")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="times the whole sequence runs (see above)")
     parser.add_argument("--bandwidth-mb", type=int, default=1024, help="size of the tensor the bandwidth is read from")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "JOB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -192,13 +227,10 @@ def main() -> None:
         folder = build_standin(Path(scratch) / "hf", GPT2_SMALL if args.shape == "small" else TINY)
         ct2_folders = {precision: str(convert(folder, precision)) for precision in ("float32", "int8")}
         weights = weight_bytes(str(folder))
-        rows, memory = [], {}
-        for count in threads:
-            job = {**base, "threads": count, "folder": str(folder)}
-            memory[count] = in_own_process("bandwidth", job)
-            for engine, precision in ENGINES:
-                measured = in_own_process(engine, {**job, "precision": precision, "ct2_folder": ct2_folders[precision]})
-                rows.append({"threads": count, "engine": engine, "precision": precision, **measured})
+        rounds = [measure_round(folder, ct2_folders, base, threads, ENGINES[:: 1 if number % 2 == 0 else -1])
+                  for number in range(args.rounds)]
+    rows, memory = combine_rounds(rounds, threads)
+    print(f"{args.rounds} rounds, each figure the median over them")
     print(f"GPT-2 {args.shape} shapes ({weights['parameters']:,} parameters), prompt {PROMPT!r}, top-k {TOP_K}; "
           f"batch 1: {args.tokens} new tokens; batch {args.rows}: {args.batch_tokens} new tokens each, prompts read first")
     print_table(rows, base)
@@ -211,13 +243,15 @@ def main() -> None:
               f"({weights['int8'] / 1e6:.0f} MB)")
     for count in threads:
         for precision in ("float32", "int8"):
-            ours, theirs = ({r["engine"]: r for r in rows if r["threads"] == count and r["precision"] == precision}[name]
-                            for name in ("gpt2demo", "ctranslate2"))
+            ours, theirs = pair(rows, count, precision)
+            each = [pair(measured, count, precision) for measured, _ in rounds]
             print(f"threads {count} {precision}: gpt2demo / CTranslate2 = {ours['batch1'] / theirs['batch1']:.2f}x at batch 1, "
                   f"{ours['batch_rows'] / theirs['batch_rows']:.2f}x at batch {args.rows}; batch 1 at "
-                  f"{100 * ours['batch1'] / bounds[count][precision]:.0f}% of the bound")
-    print(json.dumps({"shape": args.shape, **base, "weight_bytes": weights, "memory": memory, "bounds": bounds,
-                      "rows_measured": rows}))
+                  f"{100 * ours['batch1'] / bounds[count][precision]:.0f}% of the bound; by round: batch 1 "
+                  + ", ".join(f"{a['batch1'] / b['batch1']:.2f}x" for a, b in each) + f", batch {args.rows} "
+                  + ", ".join(f"{a['batch_rows'] / b['batch_rows']:.2f}x" for a, b in each))
+    print(json.dumps({"shape": args.shape, **base, "rounds": args.rounds, "weight_bytes": weights, "memory": memory,
+                      "bounds": bounds, "rows_measured": rows, "rounds_measured": [measured for measured, _ in rounds]}))
 
 
 if __name__ == "__main__":
