@@ -72,6 +72,10 @@ def summarise(results: list, new_tokens: int, expected: list[str], started: floa
         "per_stream_min_tok_s": round(min(per_stream), 2),
         "ttft_median_s": round(median(ttft), 2),
         "ttft_p95_s": round(percentile(ttft, 0.95), 2),
+        # by prompt (PROMPTS' order): which prompts wait longest for their first token
+        "ttft_max_by_prompt_s": [round(max(((r.first or r.submitted) - r.submitted for k, r in enumerate(results)
+                                            if k % len(PROMPTS) == i and r.error is None), default=float("nan")), 2)
+                                 for i in range(len(PROMPTS))],
         "errors": len(errors),
         "error_examples": errors[:3],
     }

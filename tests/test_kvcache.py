@@ -124,3 +124,20 @@ def test_a_reserved_block_costs_memory_only_where_rows_are_written():
     cache.keys(0)[:, :, 0] = 1.0  # one position of every row in one layer: 32 x 12 pages of 4 KB
     grown = resident_bytes() - before
     assert grown < cache.nbytes // 20, f"{grown} bytes resident of a {cache.nbytes}-byte block"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc")
+def test_a_block_is_untouched_again_after_the_last_one_was_freed():
+    # 4 rows of GPT-2 small: 2 x 18.9 MB. glibc maps an allocation that size on its own, but
+    # once such a mapping is freed it serves the next one of that size from its heap, and
+    # calloc then writes zeros over every byte: every later class's first step paid for them.
+    cache = KVCache(n_layer=12, n_head=12, head_dim=64, dtype=torch.float32, device=torch.device("cpu"))
+    for _ in range(3):
+        before = resident_bytes()
+        cache.add_rows(ROW_STEP)
+        cache.keys(0)[:, :, 0] = 1.0  # one position of every row in one layer: 4 x 12 pages of 4 KB
+        grown = resident_bytes() - before
+        assert grown < cache.nbytes // 20, f"{grown} bytes resident of a {cache.nbytes}-byte block"
+        for row in reversed(range(ROW_STEP)):
+            cache.remove_row(row)
+        assert cache.capacity == (0, 0)
