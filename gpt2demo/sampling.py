@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy
 import torch
 
 from gpt2demo.settings import SamplingSettings
@@ -46,11 +47,28 @@ def apply_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
     return logits.masked_fill(logits < kth_largest(logits, top_k), float("-inf"))
 
 
+def ascending_order(logits: torch.Tensor) -> torch.Tensor:
+    """The indices that sort each row of `logits` ascending.
+
+    On the CPU through numpy's sort (SIMD where the CPU has it): over GPT-2's 50257 logits
+    0.5 ms against torch.sort's 3.5 ms here, and a Strategies comparison's top-p lane sorts
+    every step. Equal values may come in another order; a cut falling between two tied
+    tokens keeps one of them either way.
+    """
+    if logits.device.type != "cpu":
+        return torch.sort(logits, dim=-1).indices
+    values = logits.detach()
+    if values.dtype not in (torch.float32, torch.float64):  # numpy has no bfloat16; widening keeps the order
+        values = values.float()
+    return torch.from_numpy(numpy.argsort(values.numpy(), axis=-1))
+
+
 def apply_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose probability reaches top_p."""
     if top_p >= 1.0:
         return logits
-    sorted_logits, sorted_ids = torch.sort(logits, dim=-1, descending=False)
+    sorted_ids = ascending_order(logits)
+    sorted_logits = logits.gather(-1, sorted_ids)
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
     # Drop the low tail whose total is at most 1 - top_p; always keep the most likely token.
     drop_sorted = cumulative <= (1.0 - top_p)

@@ -1,9 +1,11 @@
 import math
 
+import pytest
 import torch
 from transformers import RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from gpt2demo.sampling import apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, pick_next_token, warp_logits
+from gpt2demo.sampling import (apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, ascending_order,
+                               pick_next_token, warp_logits)
 from gpt2demo.settings import SamplingSettings
 
 NEG = float("-inf")
@@ -31,6 +33,22 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert kept(0.85) == [True, False, True, True]  # needs 0.15 too
     assert kept(0.4) == [False, False, True, False]  # the top token alone
     assert kept(1.0) == [True, True, True, True]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_top_p_over_gpt2s_whole_vocabulary_keeps_what_transformers_keeps(dtype):
+    # The sort runs through numpy (ascending_order); bfloat16, which numpy lacks, is widened first.
+    # bfloat16's 50257 logits hold many ties, whose order may differ from torch.sort's, so
+    # there the kept values are compared (a cut between tied tokens keeps one of them either way).
+    logits = (torch.randn(3, 50257, generator=torch.Generator().manual_seed(7)) * 3).to(dtype)
+    for top_p in (0.5, 0.9, 0.99):
+        ours, expected = apply_top_p(logits, top_p), TopPLogitsWarper(top_p)(None, logits)
+        if dtype == torch.float32:
+            assert torch.equal(torch.isfinite(ours), torch.isfinite(expected))
+        for row in range(3):
+            kept = [values[torch.isfinite(values)].float().sort().values for values in (ours[row], expected[row])]
+            assert torch.equal(*kept)
+    assert torch.equal(logits.gather(-1, ascending_order(logits)), torch.sort(logits, dim=-1).values)
 
 
 def test_temperature_and_repetition_penalty_exact_values():
