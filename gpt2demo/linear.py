@@ -71,8 +71,8 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if padded != rows:
         x = F.pad(x, (0, 0, 0, padded - rows))  # zero rows: their outputs are cut off below
     activation, algorithm = ("gelu", "tanh") if tanh_gelu else ("none", "")
-    packed = weight if weight.is_mkldnn else weight.t()
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, activation, [], algorithm)[:rows]
+    out_in = weight if weight.is_mkldnn else weight.t()
+    return torch.ops.mkldnn._linear_pointwise(x, out_in, bias, activation, [], algorithm)[:rows]
 
 
 PACKED_FOR_ROWS = 32  # a class decoding together

@@ -34,10 +34,11 @@ from gpt2demo.serving.interface import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE, Ac
 
 ENGINE_THREAD = "gpt2demo-engine"
 JOB_SHARE = 0.1  # of the batch's time a cost race may take while others decode (it gets 1/11 of the engine)
-# The most race time the batch's steps bank ahead. Time is banked only while a race waits:
-# banked while none ran (up to 1 s, as it was), a race starting as a class of 8 pressed
-# Generate ran 1 s of its steps in the class's first 3 s, and the class wrote at 0.6 of
-# its pace alone instead of 0.8 (the engine alone, bench/classroom.py's mixed class).
+# The most race time the batch's steps bank ahead, and only while a race waits. When time
+# was banked with no race running (up to 1 s), a race started as a class of 8 pressed
+# Generate spent that second in the class's first 3, and the 8 wrote at 0.56-0.68 of a
+# plain class's pace; banked this way, 0.75-0.79 (the engine alone, bench/classroom.py's
+# mixed class).
 RACE_CREDIT_SECONDS = 0.05
 
 
