@@ -87,7 +87,8 @@ def int8_linear(x: torch.Tensor, weight: Int8Weight, bias: torch.Tensor | None, 
     # [-1, 1] by a rounding and widens the range for the others. An all-zero row stays zero.
     pinned = torch.cat([x / magnitude, _PINS.expand(x.shape[0], PIN_COLUMNS)], dim=1)  # (N, in + 2)
     y = torch.ops.quantized.linear_dynamic(pinned, weight.packed, False)  # 8-bit inputs: see the docstring
-    y = y * magnitude if bias is None else torch.addcmul(bias, y, magnitude)
+    # In place where there is no bias: the lm_head's output is a (rows, vocab) temporary of its own.
+    y = y.mul_(magnitude) if bias is None else torch.addcmul(bias, y, magnitude)
     return F.gelu(y, approximate="tanh") if tanh_gelu else y
 
 

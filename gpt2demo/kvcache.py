@@ -18,12 +18,12 @@ keep one student's 1000-token request's memory for the life of the server.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import mmap
 
 import torch
+
+from gpt2demo.heap import return_freed_memory
 
 ALIGNMENT = 64  # bytes a block starts aligned to, at least (a cache line, an AVX-512 vector): blocks are page-aligned mappings
 SEQ_CHUNK = 128  # positions are reserved in steps of this many
@@ -34,21 +34,6 @@ SHRINK_SPARE_POSITIONS = 2 * SEQ_CHUNK  # ...or this many positions beyond the l
 
 def round_up(value: int, step: int) -> int:
     return -(-value // step) * step
-
-
-def return_freed_memory() -> None:
-    """Ask glibc to hand freed heap memory back to the OS (a no-op elsewhere).
-
-    Blocks over the allocator's mmap threshold go back by themselves; smaller ones
-    (a short cache, activations) stay in the heap and would count as the server's
-    memory until reused.
-    """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    libc = ctypes.CDLL(name)
-    if hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
 
 
 def untouched_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:

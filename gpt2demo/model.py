@@ -17,6 +17,7 @@ import torch
 
 from gpt2demo.decoder import GPT2Decoder
 from gpt2demo.errors import ModelSourceError
+from gpt2demo.heap import reuse_freed_blocks
 from gpt2demo.int8 import check_int8
 from gpt2demo.pieces import PieceTable
 from gpt2demo.serving.interface import ModelFacts
@@ -142,6 +143,7 @@ def load_from_folder(source: ResolvedSource, device: torch.device, precision: st
         raise ModelSourceError("damaged", folder=source.name, part="tokenizer files",
                                detail=shorten(f"{type(error).__name__}: {error}", folder=source.path, name=source.name)) from error
     model.to(device).eval()
+    reuse_freed_blocks()  # each step's temporaries land in pages already in place (heap.py)
     decoder = GPT2Decoder(model, precision)
     return LoadedModel(tokenizer, model, decoder, device, source, time.perf_counter() - started)
 
