@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 # mallopt's parameter numbers (glibc's malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -32,6 +33,7 @@ REUSE_BELOW_BYTES = 32 * 2**20
 TRIM_ABOVE_BYTES = 2 * REUSE_BELOW_BYTES
 
 
+@functools.cache  # find_library runs `ldconfig -p`: once a process, not at every shrink of the cache
 def _glibc():
     """glibc, or None where the C library is another (macOS, Windows, musl)."""
     name = ctypes.util.find_library("c")
