@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from functools import partial
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,42 @@ def block_products(block) -> tuple:
 def block_weights(block, prepare) -> tuple[tuple, ...]:
     """(weight, bias) of each of a block's products, each weight as `prepare` makes it."""
     return tuple((prepare(module.weight.detach()), module.bias) for module in block_products(block))
+
+
+class Layer(NamedTuple):
+    """What one block's forward pass reads, looked up once at load.
+
+    A module's attribute lookup runs through nn.Module's Python __getattr__; a token's
+    blocks asked for dozens of them, and right after a product has streamed a block's
+    weights through the caches each costs far more than it does in a micro-benchmark.
+    """
+
+    ln_1: tuple  # (weight, bias, eps) of the norm before attention
+    ln_2: tuple  # the same before the MLP
+    scale: float  # of attention's scores
+    attn_in: tuple  # (weight, bias) of c_attn, as the product's kernel reads it
+    attn_out: tuple
+    mlp_in: tuple
+    mlp_out: tuple
+
+
+def norm_parameters(norm) -> tuple:
+    return norm.weight, norm.bias, norm.eps
+
+
+def attend_new_positions(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float,
+                         hidden: torch.Tensor | None) -> torch.Tensor:
+    """Attention of each row's new position over its cached ones: (B, H, 1, D) over (B, H, T, D).
+
+    Written out (two batched products and a softmax) rather than scaled_dot_product_attention,
+    whose CPU kernel costs 75 us a layer for one row's single query here (this 25-40 us)
+    and was 15% slower inside a 32-row step. hidden: (B, 1, 1, T), True where a row must
+    not look (past its length).
+    """
+    scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(scale)  # (B, H, 1, T)
+    if hidden is not None:
+        scores.masked_fill_(hidden, float("-inf"))
+    return torch.matmul(scores.softmax(dim=-1), values)
 
 
 class GPT2Decoder:
@@ -72,6 +109,9 @@ class GPT2Decoder:
             # the (vocab, n_embd) matrix was the slowest layout measured for addmm (x @ W^T 9.1 ms,
             # this 2.2 ms per token).
             self._lm_head = prepare(weight.detach().t())
+        self._layers = [Layer(norm_parameters(block.ln_1), norm_parameters(block.ln_2), block.attn.scaling, *products)
+                        for block, products in zip(model.transformer.h, self._block_weights)]
+        self._final_norm = norm_parameters(model.transformer.ln_f)
         # GPT-2's "gelu_new" is the tanh GELU, which the product itself applies (fused on oneDNN);
         # any other activation runs after it.
         self._tanh_gelu = model.config.activation_function == "gelu_new"
@@ -101,23 +141,25 @@ class GPT2Decoder:
     def _blocks(self, x: torch.Tensor, attend) -> torch.Tensor:
         # Pre-norm GPT-2 blocks; `attend(layer, scale, q, k, v)` stores k/v and returns attention output.
         # The modules' own weights through self._linear directly rather than their Conv1D
-        # forward: ~50 module calls fewer per token, and the faster kernel (see linear.py).
+        # forward: ~50 module calls fewer per token, and the faster kernel (see linear.py),
+        # which also adds each residual as part of its product.
         batch, seq, width = x.shape
         linear = self._linear
-        for layer, block in enumerate(self.model.transformer.h):
-            (attn_in, attn_b), (attn_out, attn_out_b), (mlp_in, mlp_b), (mlp_out, mlp_out_b) = self._block_weights[layer]
-            h = F.layer_norm(x, (width,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps).view(-1, width)
-            q, k, v = linear(h, attn_in, attn_b, False).view(batch, seq, 3 * width).split(width, dim=2)
-            y = attend(layer, block.attn.scaling, self._split_heads(q), self._split_heads(k), self._split_heads(v))
-            x = x + linear(y.transpose(1, 2).reshape(-1, width), attn_out, attn_out_b, False).view(x.shape)
-            h = F.layer_norm(x, (width,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps).view(-1, width)
-            h = self._activation(linear(h, mlp_in, mlp_b, self._tanh_gelu))
-            x = x + linear(h, mlp_out, mlp_out_b, False).view(x.shape)
-        return x
+        x = x.view(-1, width)  # (B * T, C)
+        for index, layer in enumerate(self._layers):
+            h = F.layer_norm(x, (width,), *layer.ln_1)
+            q, k, v = linear(h, *layer.attn_in, False).view(batch, seq, 3 * width).split(width, dim=2)
+            y = attend(index, layer.scale, self._split_heads(q), self._split_heads(k), self._split_heads(v))
+            x = linear(y.transpose(1, 2).reshape(-1, width), *layer.attn_out, False, x)
+            h = F.layer_norm(x, (width,), *layer.ln_2)
+            h = self._activation(linear(h, *layer.mlp_in, self._tanh_gelu))
+            x = linear(h, *layer.mlp_out, False, x)
+        return x.view(batch, seq, width)
 
     def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         # Only each row's last position is ever sampled from: the vocabulary projection runs there alone.
-        return self._linear(self.model.transformer.ln_f(last_hidden), self._lm_head, None, False)  # (B, vocab)
+        normed = F.layer_norm(last_hidden, (self.n_embd,), *self._final_norm)
+        return self._linear(normed, self._lm_head, None, False)  # (B, vocab)
 
     @torch.no_grad()
     def extend(self, cache: KVCache, rows: list[int], chunks: list[list[int]]) -> torch.Tensor:
@@ -174,15 +216,26 @@ class GPT2Decoder:
         cache.reserve(rows, total)
         transformer = self.model.transformer
         x = (transformer.wte(token_ids) + transformer.wpe(lengths))[:, None, :]  # (B, 1, C)
-        row_index = torch.arange(rows, device=lengths.device)
-        # Rows shorter than the longest must not see the unused tail of their cache.
-        mask = None if rows == 1 else (torch.arange(total, device=lengths.device)[None, :] <= lengths[:, None])[:, None, None, :]
+        if rows == 1:
+            # One student alone, the commonest case: the new position is known, so the cache is
+            # written through slices, not the index tensors a batch needs, and nothing is masked.
+            position = total - 1
 
-        def attend(layer, scale, q, k, v):
-            keys, values = cache.keys(layer), cache.values(layer)
-            keys[row_index, :, lengths] = k[:, :, 0]
-            values[row_index, :, lengths] = v[:, :, 0]
-            return F.scaled_dot_product_attention(q, keys[:rows, :, :total], values[:rows, :, :total], attn_mask=mask, scale=scale)
+            def attend(layer, scale, q, k, v):
+                keys, values = cache.keys(layer)[:1], cache.values(layer)[:1]
+                keys[:, :, position:total] = k
+                values[:, :, position:total] = v
+                return attend_new_positions(q, keys[:, :, :total], values[:, :, :total], scale, None)
+        else:
+            row_index = torch.arange(rows, device=lengths.device)
+            # Rows shorter than the longest must not see the unused tail of their cache.
+            hidden = (torch.arange(total, device=lengths.device)[None, :] > lengths[:, None])[:, None, None, :]
+
+            def attend(layer, scale, q, k, v):
+                keys, values = cache.keys(layer), cache.values(layer)
+                keys[row_index, :, lengths] = k[:, :, 0]
+                values[row_index, :, lengths] = v[:, :, 0]
+                return attend_new_positions(q, keys[:rows, :, :total], values[:rows, :, :total], scale, hidden)
 
         logits = self._logits(self._blocks(x, attend)[:, -1, :])
         cache.lengths = lengths + 1

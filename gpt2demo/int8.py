@@ -75,8 +75,9 @@ def quantize_conv1d(weight: torch.Tensor) -> Int8Weight:
     return quantize_weight(weight.t())
 
 
-def int8_linear(x: torch.Tensor, weight: Int8Weight, bias: torch.Tensor | None, tanh_gelu: bool = False) -> torch.Tensor:
-    """x @ W + bias with W in int8, each row of x quantized on its own scale; (N, in) -> (N, out).
+def int8_linear(x: torch.Tensor, weight: Int8Weight, bias: torch.Tensor | None, tanh_gelu: bool = False,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ W + bias (+ residual) with W in int8, each row of x quantized on its own scale; (N, in) -> (N, out).
 
     Same signature as linear.py's products, so the decoder calls any of them alike.
     """
@@ -89,6 +90,8 @@ def int8_linear(x: torch.Tensor, weight: Int8Weight, bias: torch.Tensor | None, 
     y = torch.ops.quantized.linear_dynamic(pinned, weight.packed, False)  # 8-bit inputs: see the docstring
     # In place where there is no bias: the lm_head's output is a (rows, vocab) temporary of its own.
     y = y.mul_(magnitude) if bias is None else torch.addcmul(bias, y, magnitude)
+    if residual is not None:
+        y.add_(residual)
     return F.gelu(y, approximate="tanh") if tanh_gelu else y
 
 

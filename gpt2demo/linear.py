@@ -31,13 +31,19 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-# (x (N, in), weight (in, out), bias (out,) or None, tanh_gelu) -> (N, out)
-Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, bool], torch.Tensor]
+# (x (N, in), weight (in, out), bias (out,) or None, tanh_gelu, residual (N, out) or None) -> (N, out)
+Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, bool, torch.Tensor | None], torch.Tensor]
 
 
-def addmm_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tanh_gelu: bool = False) -> torch.Tensor:
-    """x @ weight + bias with torch's own kernels; tanh_gelu applies GPT-2's gelu_new after."""
+def addmm_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tanh_gelu: bool = False,
+                 residual: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ weight + bias (+ residual) with torch's own kernels; tanh_gelu applies GPT-2's gelu_new to that.
+
+    GPT-2 never asks for both: a block adds its residuals to the products that have no GELU.
+    """
     y = x @ weight if bias is None else torch.addmm(bias, x, weight)
+    if residual is not None:
+        y.add_(residual)
     return F.gelu(y, approximate="tanh") if tanh_gelu else y
 
 
@@ -60,18 +66,25 @@ def padded_rows(rows: int) -> int:
     return 1 << (rows - 1).bit_length()
 
 
-def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tanh_gelu: bool = False) -> torch.Tensor:
-    """The same product through oneDNN, with the GELU fused into it.
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tanh_gelu: bool = False,
+                  residual: torch.Tensor | None = None) -> torch.Tensor:
+    """The same product through oneDNN, with the GELU or the residual's addition fused into it.
 
     weight: packed by pack_onednn_weight (the fast way), or a plain (in, out) tensor,
-    whose transposed view oneDNN reads as the (out, in) it takes.
+    whose transposed view oneDNN reads as the (out, in) it takes. The fused addition
+    saves a block two operations a token, each of which costs more than its arithmetic
+    right after a product has streamed megabytes of weights through the caches.
     """
     rows = x.shape[0]
     padded = padded_rows(rows)
     if padded != rows:
         x = F.pad(x, (0, 0, 0, padded - rows))  # zero rows: their outputs are cut off below
-    activation, algorithm = ("gelu", "tanh") if tanh_gelu else ("none", "")
+        residual = None if residual is None else F.pad(residual, (0, 0, 0, padded - rows))
     out_in = weight if weight.is_mkldnn else weight.t()
+    if residual is not None:
+        y = torch.ops.mkldnn._linear_pointwise.binary(x, residual, out_in, bias, "add")
+        return F.gelu(y, approximate="tanh")[:rows] if tanh_gelu else y[:rows]
+    activation, algorithm = ("gelu", "tanh") if tanh_gelu else ("none", "")
     return torch.ops.mkldnn._linear_pointwise(x, out_in, bias, activation, [], algorithm)[:rows]
 
 
@@ -104,12 +117,14 @@ def onednn_agrees(dtype: torch.dtype) -> bool:
         x = torch.randn(3, 64, generator=generator).to(dtype)
         weight = torch.randn(64, 96, generator=generator).to(dtype)
         bias = torch.randn(96, generator=generator).to(dtype)
+        residual = torch.randn(3, 96, generator=generator).to(dtype)
         with torch.no_grad():
             return all(
-                torch.allclose(onednn_linear(x, w, b, gelu), addmm_linear(x, weight, b, gelu), rtol=1e-4, atol=1e-4)
+                torch.allclose(onednn_linear(x, w, b, gelu, r), addmm_linear(x, weight, b, gelu, r), rtol=1e-4, atol=1e-4)
                 for w in (weight, pack_onednn_weight(weight))
                 for b in (bias, None)
                 for gelu in (False, True)
+                for r in (None, residual)
             )
     except (RuntimeError, AttributeError, NotImplementedError):  # no oneDNN in this build, or the op changed
         return False
