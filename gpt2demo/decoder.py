@@ -62,8 +62,8 @@ def attend_new_positions(q: torch.Tensor, keys: torch.Tensor, values: torch.Tens
     """Attention of each row's new position over its cached ones: (B, H, 1, D) over (B, H, T, D).
 
     Written out (two batched products and a softmax) rather than scaled_dot_product_attention,
-    whose CPU kernel costs 75 us a layer for one row's single query here (this 25-40 us)
-    and was 15% slower inside a 32-row step. hidden: (B, 1, 1, T), True where a row must
+    whose CPU kernel cost 75 us a layer for one row's single query here and was 15% slower
+    inside a 32-row step. hidden: (B, 1, 1, T), True where a row must
     not look (past its length).
     """
     scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(scale)  # (B, H, 1, T)
@@ -96,7 +96,7 @@ class GPT2Decoder:
             # Own int8 copies of every product's weights (model.py checked that they run here); the
             # lm_head's is separate from the token embedding it is tied to, whose lookup stays fp32.
             self._linear = int8_linear
-            self._block_weights = [block_weights(block, quantize_conv1d) for block in model.transformer.h]
+            block_products_prepared = [block_weights(block, quantize_conv1d) for block in model.transformer.h]
             self._lm_head = quantize_weight(weight)  # (vocab, n_embd) is already (out, in)
         else:
             # The faster kernel on this CPU, timed on the first block's own weights (linear.py),
@@ -104,13 +104,13 @@ class GPT2Decoder:
             first = [module.weight.detach() for module in block_products(model.transformer.h[0])]
             self._linear = kernel or pick_linear(weight.device, weight.dtype, first)
             prepare = partial(prepare_weight, self._linear)
-            self._block_weights = [block_weights(block, prepare) for block in model.transformer.h]
+            block_products_prepared = [block_weights(block, prepare) for block in model.transformer.h]
             # As (n_embd, vocab), the blocks' (in, out) layout, before preparing: read across rows,
             # the (vocab, n_embd) matrix was the slowest layout measured for addmm (x @ W^T 9.1 ms,
             # this 2.2 ms per token).
             self._lm_head = prepare(weight.detach().t())
         self._layers = [Layer(norm_parameters(block.ln_1), norm_parameters(block.ln_2), block.attn.scaling, *products)
-                        for block, products in zip(model.transformer.h, self._block_weights)]
+                        for block, products in zip(model.transformer.h, block_products_prepared)]
         self._final_norm = norm_parameters(model.transformer.ln_f)
         # GPT-2's "gelu_new" is the tanh GELU, which the product itself applies (fused on oneDNN);
         # any other activation runs after it.
@@ -124,8 +124,8 @@ class GPT2Decoder:
     def weights(self) -> dict[str, object]:
         """What each matrix product multiplies by, by module name, as its kernel reads it (linear.prepare_weight, or an Int8Weight)."""
         names = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
-        products = {f"h.{layer}.{name}": weight for layer, block in enumerate(self._block_weights)
-                    for name, (weight, _) in zip(names, block)}
+        products = {f"h.{index}.{name}": weight for index, layer in enumerate(self._layers)
+                    for name, (weight, _) in zip(names, (layer.attn_in, layer.attn_out, layer.mlp_in, layer.mlp_out))}
         return {**products, "lm_head": self._lm_head}
 
     def _record_forward(self) -> None:
