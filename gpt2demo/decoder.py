@@ -57,19 +57,29 @@ def norm_parameters(norm) -> tuple:
     return norm.weight, norm.bias, norm.eps
 
 
+_NOTHING = torch.zeros(())  # baddbmm's added term, ignored with beta=0 (it must still broadcast)
+
+
 def attend_new_positions(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float,
                          hidden: torch.Tensor | None) -> torch.Tensor:
-    """Attention of each row's new position over its cached ones: (B, H, 1, D) over (B, H, T, D).
+    """Attention of each row's new position over its cached ones: (B, H, 1, D) over (B, H, T, D),
+    or (H, 1, D) over (H, T, D) for a row alone.
 
     Written out (two batched products and a softmax) rather than scaled_dot_product_attention,
     whose CPU kernel cost 75 us a layer for one row's single query here and was 15% slower
-    inside a 32-row step. hidden: (B, 1, 1, T), True where a row must
-    not look (past its length).
+    inside a 32-row step. hidden: (B, 1, 1, T), True where a row must not look (past its
+    length); None for a row alone.
     """
-    scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(scale)  # (B, H, 1, T)
+    if q.dim() == 3:
+        # One batched product with the scale as its alpha: a separate mul_ by a Python float
+        # first wraps the float in a tensor, and the two cost ~32 us a layer here against ~20.
+        scores = torch.baddbmm(_NOTHING, q, keys.transpose(-1, -2), beta=0, alpha=scale)  # (H, 1, T)
+    else:
+        scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(scale)  # (B, H, 1, T)
     if hidden is not None:
         scores.masked_fill_(hidden, float("-inf"))
     return torch.matmul(scores.softmax(dim=-1), values)
+
 
 
 class GPT2Decoder:
@@ -138,23 +148,28 @@ class GPT2Decoder:
         batch, seq, _ = x.shape
         return x.view(batch, seq, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, S, D)
 
-    def _blocks(self, x: torch.Tensor, attend) -> torch.Tensor:
-        # Pre-norm GPT-2 blocks; `attend(layer, scale, q, k, v)` stores k/v and returns attention output.
-        # The modules' own weights through self._linear directly rather than their Conv1D
-        # forward: ~50 module calls fewer per token, and the faster kernel (see linear.py),
-        # which also adds each residual as part of its product.
-        batch, seq, width = x.shape
-        linear = self._linear
-        x = x.view(-1, width)  # (B * T, C)
+    def _embed(self, token_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        # The embedding tables indexed directly: nn.Embedding's module call costs more than its lookup.
+        transformer = self.model.transformer
+        return transformer.wte.weight[token_ids] + transformer.wpe.weight[positions]
+
+    def _blocks(self, x: torch.Tensor, attention) -> torch.Tensor:
+        """Pre-norm GPT-2 blocks over x (N, C), N = every position of every row, flattened.
+
+        attention(index, layer, h): h (N, C) normed -> (N, C), the heads' outputs joined before
+        attn.c_proj; it runs c_attn, stores keys and values and attends, each caller its own way.
+        The modules' own weights go through self._linear directly rather than their Conv1D
+        forward: ~50 module calls fewer per token, and the faster kernel (see linear.py),
+        which also adds each residual as part of its product.
+        """
+        width, linear = self.n_embd, self._linear
         for index, layer in enumerate(self._layers):
-            h = F.layer_norm(x, (width,), *layer.ln_1)
-            q, k, v = linear(h, *layer.attn_in, False).view(batch, seq, 3 * width).split(width, dim=2)
-            y = attend(index, layer.scale, self._split_heads(q), self._split_heads(k), self._split_heads(v))
-            x = linear(y.transpose(1, 2).reshape(-1, width), *layer.attn_out, False, x)
+            y = attention(index, layer, F.layer_norm(x, (width,), *layer.ln_1))
+            x = linear(y, *layer.attn_out, False, x)
             h = F.layer_norm(x, (width,), *layer.ln_2)
             h = self._activation(linear(h, *layer.mlp_in, self._tanh_gelu))
             x = linear(h, *layer.mlp_out, False, x)
-        return x.view(batch, seq, width)
+        return x
 
     def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         # Only each row's last position is ever sampled from: the vocabulary projection runs there alone.
@@ -182,25 +197,29 @@ class GPT2Decoder:
         for i, chunk in enumerate(chunks):
             ids[i, : len(chunk)] = torch.tensor(chunk, device=device)
         positions = starts[:, None] + torch.arange(width, device=device)  # (n, T)
-        transformer = self.model.transformer
-        x = transformer.wte(ids) + transformer.wpe(positions.clamp(max=self.config.n_positions - 1))  # (n, T, C)
+        x = self._embed(ids, positions.clamp(max=self.config.n_positions - 1))  # (n, T, C)
         fresh = not bool(starts.any())  # every row starts empty: plain causal attention over the chunk
         span = int(starts.max()) + width
         # (n, 1, T, span): token t of row i sees positions up to its own.
         mask = None if fresh else (torch.arange(span, device=device)[None, None, :] <= positions[:, :, None])[:, None]
+        n, embd = len(chunks), self.n_embd
 
-        def attend(layer, scale, q, k, v):
-            keys, values = cache.keys(layer), cache.values(layer)
+        def attention(index, layer, h):
+            qkv = self._linear(h, *layer.attn_in, False).view(n, width, 3 * embd)
+            q, k, v = (self._split_heads(part) for part in qkv.split(embd, dim=2))  # (n, H, T, D)
+            keys, values = cache.keys(index), cache.values(index)
             keys[row_index[:, None], :, positions] = k.transpose(1, 2)  # (n, T, H, D) into (rows, H, P, D)
             values[row_index[:, None], :, positions] = v.transpose(1, 2)
             if fresh:
-                return F.scaled_dot_product_attention(q, k, v, is_causal=width > 1, scale=scale)
-            return F.scaled_dot_product_attention(q, keys[row_index, :, :span], values[row_index, :, :span],
-                                                  attn_mask=mask, scale=scale)
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=width > 1, scale=layer.scale)
+            else:
+                y = F.scaled_dot_product_attention(q, keys[row_index, :, :span], values[row_index, :, :span],
+                                                   attn_mask=mask, scale=layer.scale)
+            return y.transpose(1, 2).reshape(n * width, embd)
 
-        hidden = self._blocks(x, attend)  # (n, T, C)
+        hidden = self._blocks(x.view(n * width, embd), attention).view(n, width, embd)
         cache.lengths[row_index] = starts + sizes
-        return self._logits(hidden[torch.arange(len(chunks), device=device), sizes - 1])
+        return self._logits(hidden[torch.arange(n, device=device), sizes - 1])
 
     def prefill(self, cache: KVCache, rows: list[int], prompts: list[list[int]]) -> torch.Tensor:
         """Read whole prompts into empty rows: extend() from position 0."""
@@ -210,34 +229,38 @@ class GPT2Decoder:
     def decode(self, cache: KVCache, token_ids: torch.Tensor) -> torch.Tensor:
         """Feed one new token to every row at once; return next-token logits (rows, vocab)."""
         self._record_forward()
-        rows = cache.rows
+        rows, heads, embd = cache.rows, self.n_head, self.n_embd
         lengths = cache.lengths  # (B,) each row's new token goes at this position
         total = int(lengths.max()) + 1
         cache.reserve(rows, total)
-        transformer = self.model.transformer
-        x = (transformer.wte(token_ids) + transformer.wpe(lengths))[:, None, :]  # (B, 1, C)
+        x = self._embed(token_ids, lengths)  # (B, C)
         if rows == 1:
             # One student alone, the commonest case: the new position is known, so the cache is
             # written through slices, not the index tensors a batch needs, and nothing is masked.
             position = total - 1
 
-            def attend(layer, scale, q, k, v):
-                keys, values = cache.keys(layer)[:1], cache.values(layer)[:1]
-                keys[:, :, position:total] = k
-                values[:, :, position:total] = v
-                return attend_new_positions(q, keys[:, :, :total], values[:, :, :total], scale, None)
+            def attention(index, layer, h):
+                q, k, v = self._linear(h, *layer.attn_in, False).view(3, heads, 1, self.head_dim)  # (H, 1, D) each
+                keys, values = cache.keys(index)[0], cache.values(index)[0]  # (H, P, D)
+                keys[:, position:total] = k
+                values[:, position:total] = v
+                return attend_new_positions(q, keys[:, :total], values[:, :total], layer.scale, None).view(1, embd)
         else:
             row_index = torch.arange(rows, device=lengths.device)
             # Rows shorter than the longest must not see the unused tail of their cache.
             hidden = (torch.arange(total, device=lengths.device)[None, :] > lengths[:, None])[:, None, None, :]
 
-            def attend(layer, scale, q, k, v):
-                keys, values = cache.keys(layer), cache.values(layer)
+            def attention(index, layer, h):
+                qkv = self._linear(h, *layer.attn_in, False).view(rows, 3, heads, 1, self.head_dim)
+                q, k, v = qkv.unbind(1)  # (B, H, 1, D) each
+                keys, values = cache.keys(index), cache.values(index)
                 keys[row_index, :, lengths] = k[:, :, 0]
                 values[row_index, :, lengths] = v[:, :, 0]
-                return attend_new_positions(q, keys[:rows, :, :total], values[:rows, :, :total], scale, hidden)
+                # With one position, (B, H, 1, D) is already each row's heads joined in order.
+                return attend_new_positions(q, keys[:rows, :, :total], values[:rows, :, :total], layer.scale,
+                                            hidden).view(rows, embd)
 
-        logits = self._logits(self._blocks(x, attend)[:, -1, :])
+        logits = self._logits(self._blocks(x, attention))
         cache.lengths = lengths + 1
         return logits
 

@@ -83,9 +83,12 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     out_in = weight if weight.is_mkldnn else weight.t()
     if residual is not None:
         y = torch.ops.mkldnn._linear_pointwise.binary(x, residual, out_in, bias, "add")
-        return F.gelu(y, approximate="tanh")[:rows] if tanh_gelu else y[:rows]
-    activation, algorithm = ("gelu", "tanh") if tanh_gelu else ("none", "")
-    return torch.ops.mkldnn._linear_pointwise(x, out_in, bias, activation, [], algorithm)[:rows]
+        if tanh_gelu:
+            y = F.gelu(y, approximate="tanh")
+    else:
+        activation, algorithm = ("gelu", "tanh") if tanh_gelu else ("none", "")
+        y = torch.ops.mkldnn._linear_pointwise(x, out_in, bias, activation, [], algorithm)
+    return y if padded == rows else y[:rows]
 
 
 PACKED_FOR_ROWS = 32  # a class decoding together

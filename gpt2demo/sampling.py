@@ -171,31 +171,36 @@ def pick_next_tokens(logits: torch.Tensor, previous_ids: list[torch.Tensor], set
     """
     logits = logits.float()
     rows, vocab = logits.shape
-    temperatures = torch.tensor([1.0 if s.greedy else s.temperature for s in settings])
-    scaled = logits if bool((temperatures == 1.0).all()) else logits / temperatures[:, None]
+    temperatures = [1.0 if s.greedy else s.temperature for s in settings]
+    scaled = logits if all(t == 1.0 for t in temperatures) else logits / torch.tensor(temperatures)[:, None]
     cuts = [s.top_k if 0 < s.top_k < vocab else 0 for s in settings]
     width = min(vocab, max([num_candidates, *cuts]) + 1)  # one more than any cut: a tie at the k-th value shows
     top_values, top_ids = torch.topk(scaled, width, dim=-1)  # (rows, width), most likely first
     # One fused pass: 0.8-1.1 ms for 32 rows here against logsumexp's 1.7-2.4 (a shifted copy, then its exp).
     probabilities = scaled.softmax(dim=-1)  # (rows, vocab)
     shown = min(num_candidates, vocab)
-    candidate_ids = top_ids[:, :shown].tolist()
+    # The rows' few values as Python lists, once: right after a forward pass has streamed the
+    # weights through the caches, each small tensor operation costs tens of microseconds, and
+    # a row alone made ten of them here (a sort, indexing, a finiteness test) for 16 numbers.
+    all_ids, all_values = top_ids.tolist(), top_values.tolist()
     candidate_probabilities = probabilities.gather(1, top_ids[:, :shown]).tolist()
     picks = []
     for row, (row_settings, k) in enumerate(zip(settings, cuts)):
-        tie = k and top_values[row, k] == top_values[row, k - 1] if k < width else False
+        tie = k and all_values[row][k] == all_values[row][k - 1] if k < width else False
         if row_settings.repetition_penalty != 1.0 or (not row_settings.greedy and (not k or tie)):
             picks.append(pick_next_token(logits[row], previous_ids[row], row_settings, generators[row], num_candidates))
             continue
-        ids = candidate_ids[row]
+        ids = all_ids[row][:shown]
         if row_settings.greedy:
             token_id, kept = ids[0], [i == 0 for i in range(len(ids))]
         else:
-            order = torch.argsort(top_ids[row, :k])  # the survivors in vocabulary order, as nonzero() gives them
-            survivors, pool = top_ids[row, :k][order], top_values[row, :k][order]
-            pool = apply_top_p(pool.unsqueeze(0), row_settings.top_p)[0]
-            token_id = int(survivors[sample_index(pool.softmax(dim=-1), generators[row])])
-            alive = set(survivors[torch.isfinite(pool)].tolist())
+            # The survivors in vocabulary order, as nonzero() gives them to pick_next_token; their
+            # values back in float32 (they came from it, so exactly), hence the same draw.
+            survivors, values = zip(*sorted(zip(all_ids[row][:k], all_values[row][:k])))
+            pool = apply_top_p(torch.tensor([values], dtype=torch.float32), row_settings.top_p)[0]
+            token_id = survivors[sample_index(pool.softmax(dim=-1), generators[row])]
+            alive = set(survivors) if row_settings.top_p >= 1.0 else {
+                i for i, finite in zip(survivors, torch.isfinite(pool).tolist()) if finite}
             kept = [i in alive for i in ids]
         probability = float(probabilities[row, token_id])
         picks.append(Pick(token_id, probability, ids, candidate_probabilities[row], kept))
