@@ -81,7 +81,6 @@ def attend_new_positions(q: torch.Tensor, keys: torch.Tensor, values: torch.Tens
     return torch.matmul(scores.softmax(dim=-1), values)
 
 
-
 class GPT2Decoder:
     """Forward passes of a transformers GPT2LMHeadModel over a shared KVCache.
 
