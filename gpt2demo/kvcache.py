@@ -99,6 +99,15 @@ class KVCache:
     def values(self, layer: int) -> torch.Tensor:
         return self._values[layer]
 
+    def position_slots(self, positions: torch.Tensor) -> torch.Tensor:
+        """For positions (rows,), one per live row: where each row's head keeps that position, as row
+        indices of a layer's keys or values viewed as (capacity rows x heads x capacity positions, head_dim).
+        Valid until the block is next resized."""
+        capacity = self.capacity[1]
+        heads = torch.arange(self.n_head, device=positions.device) * capacity
+        rows = torch.arange(self.rows, device=positions.device) * (self.n_head * capacity)
+        return (rows[:, None] + heads[None, :] + positions[:, None]).reshape(-1)
+
     def longest(self) -> int:
         return int(self.lengths.max()) if self.rows else 0
 
