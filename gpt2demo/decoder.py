@@ -247,16 +247,17 @@ class GPT2Decoder:
         else:
             # Rows shorter than the longest must not see the unused tail of their cache.
             hidden = (torch.arange(total, device=lengths.device)[None, :] > lengths[:, None])[:, None, None, :]
-            # Where each row's head writes its new position, computed once for every layer: one
-            # index_copy_ by it cost 98 us a layer against advanced indexing's 129 on 32 rows
-            # (1 thread, caches cold).
+            # Where each row's head writes its new position, as a row of the layer's cache seen as
+            # (rows x heads x positions, head_dim), computed once for every layer: index_copy_ by it
+            # cost 98 us a layer against advanced indexing's 129 on 32 rows (1 thread, caches cold).
             flat_slots = cache.position_slots(lengths)  # (B x H,)
 
             def attention(index, layer, h):
                 qkv = self._linear(h, *layer.attn_in, False).view(rows, 3, heads, 1, self.head_dim)
                 q, k, v = qkv.unbind(1)  # (B, H, 1, D) each
-                cache.write_slots(index, flat_slots, k, v)
                 keys, values = cache.keys(index), cache.values(index)
+                keys.view(-1, self.head_dim).index_copy_(0, flat_slots, k.reshape(rows * heads, self.head_dim))
+                values.view(-1, self.head_dim).index_copy_(0, flat_slots, v.reshape(rows * heads, self.head_dim))
                 # With one position, (B, H, 1, D) is already each row's heads joined in order.
                 return attend_new_positions(q, keys[:rows, :, :total], values[:rows, :, :total], layer.scale,
                                             hidden).view(rows, embd)

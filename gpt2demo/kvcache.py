@@ -108,12 +108,6 @@ class KVCache:
         rows = torch.arange(self.rows, device=positions.device) * (self.n_head * capacity)
         return (rows[:, None] + heads[None, :] + positions[:, None]).reshape(-1)
 
-    def write_slots(self, layer: int, slots: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Store one position's keys and values (rows, heads, 1, head_dim) of every live row at
-        position_slots' slots, in one index_copy_ each."""
-        for block, new in ((self._keys[layer], keys), (self._values[layer], values)):
-            block.view(-1, self.head_dim).index_copy_(0, slots, new.reshape(-1, self.head_dim))
-
     def longest(self) -> int:
         return int(self.lengths.max()) if self.rows else 0
 
