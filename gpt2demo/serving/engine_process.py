@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from gpt2demo.errors import DemoError, GenerationFailed
 
 STATE_SECONDS = 0.25  # how often loading progress goes to the front end
-STATS_SECONDS = 0.1  # the front end's counters lag the engine by at most this (changes go at once)
+STATS_SECONDS = 0.1  # the front end's counters lag the engine by at most this (count changes go at once)
 
 
 class Outbox:
@@ -30,8 +30,10 @@ class Outbox:
         self._events: list[tuple] = []
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._last_stats = None
+        self._stats_lock = threading.Lock()  # the engine thread and the host thread both flush
+        self._last_counts = None
         self._stats_at = 0.0
+        self._late_stats: threading.Timer | None = None
 
     def add(self, rid: int, event: str, payload) -> None:
         with self._lock:
@@ -51,12 +53,31 @@ class Outbox:
     def _send_stats(self) -> None:
         if self.engine is None:
             return
-        stats = self.engine.stats()
-        counts = (stats.running, stats.waiting, stats.jobs)
-        now = time.monotonic()
-        if counts != self._last_stats or now - self._stats_at >= STATS_SECONDS:
-            self._last_stats, self._stats_at = counts, now
-            self.send(("stats", stats))
+        with self._stats_lock:
+            stats = self.engine.stats()
+            counts = (stats.running, stats.waiting, stats.jobs)
+            wait = STATS_SECONDS - (time.monotonic() - self._stats_at)
+            if counts != self._last_counts or wait <= 0:
+                self._send_stats_now(stats)
+            elif self._late_stats is None:
+                # Held back to spare a message a round, but never for good: the engine may go idle
+                # right after, and the front end's counters (forward passes, cache memory) would
+                # then stay behind it until the next request.
+                self._late_stats = threading.Timer(wait, self._send_late_stats)
+                self._late_stats.name, self._late_stats.daemon = "gpt2demo-engine-stats", True
+                self._late_stats.start()
+
+    def _send_late_stats(self) -> None:
+        with self._stats_lock:
+            self._late_stats = None
+            try:
+                self._send_stats_now(self.engine.stats())
+            except (EOFError, OSError):
+                pass  # the front end went away: there is no one left to tell
+
+    def _send_stats_now(self, stats) -> None:
+        self._last_counts, self._stats_at = (stats.running, stats.waiting, stats.jobs), time.monotonic()
+        self.send(("stats", stats))
 
 
 class ForwardingSink:

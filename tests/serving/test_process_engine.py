@@ -15,6 +15,7 @@ from gpt2demo.serving.process import ProcessEngine
 from gpt2demo.settings import SamplingSettings
 
 from conftest import DEADLINE_SECONDS, TUTORIAL_IDS, TUTORIAL_PROMPT
+from launching import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,24 @@ def test_the_web_server_side_imports_no_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert result.stdout.strip() == "[]"
+
+
+def test_the_front_ends_counters_catch_up_with_an_engine_gone_idle(tiny_model_dir):
+    # One-token requests back to back: each is one forward pass, over within the stats interval
+    # of the one before and often before the front end saw it wait, so the request counts do
+    # not change. The engine's passes must still reach the front end, not wait for a next request.
+    engine = ProcessEngine(str(tiny_model_dir), "cpu", max_batch=1, queue_size=4)
+
+    def forward_passes() -> int:
+        return sum(engine.stats().forward_threads.values())
+
+    try:
+        assert engine.wait_ready_blocking(DEADLINE_SECONDS).phase == "ready"
+        expected = 0
+        for seed in range(32):
+            steps = asyncio.run(collect(engine.submit(Request(SamplingSettings(seed=seed, max_new_tokens=1), "Hi"))))
+            expected += len(steps)  # one forward pass a token
+            wait_until(lambda: forward_passes() == expected, f"request {seed}'s passes to reach the front end", 10)
+        assert (forward_passes(), engine.stats().running) == (expected, 0)
+    finally:
+        engine.close()
