@@ -258,8 +258,9 @@ class DecodeBatch:
 
 def _remove(generations: list[Generation], cache, leaving: list[Generation]) -> None:
     """Take `leaving` out of a batch's rows and their cache rows, then give the cache's spare memory back once."""
-    for generation in leaving:
-        row = generations.index(generation)
+    # Highest row first: the last row moves into a leaving one's place, and so is never one
+    # that leaves too (32 rows ending together copied 16 rows' caches, ~90 MB, for nothing).
+    for row in sorted((generations.index(generation) for generation in leaving), reverse=True):
         cache.remove_row(row, shrink=False)
         generations[row] = generations[-1]  # mirror the cache's move of the last row
         generations.pop()

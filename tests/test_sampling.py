@@ -4,8 +4,9 @@ import pytest
 import torch
 from transformers import RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from gpt2demo.sampling import (apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, ascending_order,
-                               pick_next_token, warp_logits)
+from gpt2demo.sampling import (TOP_VALUES_BLOCK, TOP_VALUES_MIN_ROWS, apply_repetition_penalty, apply_temperature,
+                               apply_top_k, apply_top_p, ascending_order, draw_indices, pick_next_token, pick_next_tokens,
+                               top_values, warp_logits)
 from gpt2demo.settings import SamplingSettings
 
 NEG = float("-inf")
@@ -102,8 +103,6 @@ def test_candidates_show_probabilities_after_temperature_and_the_cut():
 
 
 def test_a_batch_of_picks_is_each_rows_own_pick_draw_for_draw():
-    from gpt2demo.sampling import pick_next_tokens
-
     mixed = [SamplingSettings(top_k=10), SamplingSettings(top_k=0, top_p=0.9), SamplingSettings(top_k=50, top_p=0.8, temperature=0.7),
              SamplingSettings(greedy=True), SamplingSettings(top_k=10, temperature=1.5), SamplingSettings(top_k=5, repetition_penalty=1.3)]
     generator = torch.Generator().manual_seed(0)
@@ -120,3 +119,38 @@ def test_a_batch_of_picks_is_each_rows_own_pick_draw_for_draw():
             assert math.isclose(batched.probability, alone.probability, rel_tol=1e-4, abs_tol=1e-9)  # one log-sum-exp, not a softmax per row
             assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-9)  # one log-sum-exp, not a softmax per row
                        for a, b in zip(batched.candidate_probabilities, alone.candidate_probabilities))
+
+
+def test_a_class_with_the_same_settings_draws_together_what_each_row_draws_alone():
+    # 32 rows of the tutorial's top-k 10: one group, one softmax and one search for all of them.
+    generator = torch.Generator().manual_seed(1)
+    for settings in (SamplingSettings(top_k=10), SamplingSettings(top_k=40, top_p=0.7, temperature=0.8)):
+        logits = torch.randn(32, 50257, generator=generator) * 3
+        previous = [torch.empty(0, dtype=torch.long)] * 32
+        one_by_one = [pick_next_token(logits[r], previous[r], settings, torch.Generator().manual_seed(r), 15) for r in range(32)]
+        together = pick_next_tokens(logits, previous, [settings] * 32, [torch.Generator().manual_seed(r) for r in range(32)], 15)
+        assert [(p.token_id, p.candidate_ids, p.candidate_kept) for p in together] == \
+            [(p.token_id, p.candidate_ids, p.candidate_kept) for p in one_by_one]
+
+
+def test_rows_drawn_together_draw_what_each_draws_alone():
+    generator = torch.Generator().manual_seed(2)
+    pools = torch.randn(64, 10, generator=generator)
+    pools[::3, 7:] = NEG  # cut rows: an entry with no probability is never drawn
+    together = draw_indices(pools, [torch.Generator().manual_seed(r) for r in range(64)])
+    alone = [draw_indices(pools[r : r + 1], [torch.Generator().manual_seed(r)])[0] for r in range(64)]
+    assert together == alone
+    assert all(choice < 7 for choice in together[::3])
+
+
+@pytest.mark.parametrize("rows", [TOP_VALUES_MIN_ROWS, 5, 32])
+def test_top_values_by_blocks_are_exactly_torch_topk(rows):
+    generator = torch.Generator().manual_seed(rows)
+    scores = torch.randn(rows, 50257, generator=generator) * 3
+    scores[0, -5:] = 40.0 + torch.arange(5.0)  # the best in the last, partial block
+    scores[-1, TOP_VALUES_BLOCK : 2 * TOP_VALUES_BLOCK] = 50.0 + torch.arange(float(TOP_VALUES_BLOCK))  # all in one block
+    values, ids = top_values(scores, 16)
+    expected = torch.topk(scores, 16, dim=-1)
+    assert torch.equal(values, expected.values) and torch.equal(ids, expected.indices)
+    assert ids[0, :5].tolist() == [50256, 50255, 50254, 50253, 50252]
+    assert ids[-1].tolist() == list(range(2 * TOP_VALUES_BLOCK - 1, 2 * TOP_VALUES_BLOCK - 17, -1))
