@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from gpt2demo.errors import BadRequest
+from gpt2demo.linear import gelu_new
 
 PIN_COLUMNS = 2  # the constant -1 and +1 appended to every row (their weights are zero)
 WEIGHT_LEVELS = 63  # a channel's largest weight maps to 63: no 16-bit overflow on AVX2 (see above)
@@ -92,7 +93,7 @@ def int8_linear(x: torch.Tensor, weight: Int8Weight, bias: torch.Tensor | None, 
     y = y.mul_(magnitude) if bias is None else torch.addcmul(bias, y, magnitude)
     if residual is not None:
         y.add_(residual)
-    return F.gelu(y, approximate="tanh") if tanh_gelu else y
+    return gelu_new(y) if tanh_gelu else y
 
 
 def pick_engine() -> str | None:

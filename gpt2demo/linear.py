@@ -25,6 +25,7 @@ soak's server memory grew by 141 MB over 500 requests and kept growing.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Sequence
 
@@ -33,6 +34,22 @@ import torch.nn.functional as F
 
 # (x (N, in), weight (in, out), bias (out,) or None, tanh_gelu, residual (N, out) or None) -> (N, out)
 Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, bool, torch.Tensor | None], torch.Tensor]
+
+
+# gelu_new's tanh written as a sigmoid: 0.5 x (1 + tanh(z)) = x sigmoid(2z), 2z = x (A + B x^2).
+GELU_LINEAR = 2 * math.sqrt(2 / math.pi)
+GELU_CUBIC = GELU_LINEAR * 0.044715
+
+
+def gelu_new(y: torch.Tensor) -> torch.Tensor:
+    """GPT-2's gelu_new of y (F.gelu(y, approximate="tanh")), through a sigmoid; y is left alone.
+
+    torch's CPU tanh GELU cost 112 us on a 32-row MLP activation (32 x 3072) here, this
+    50 us: its tanh is not vectorized, the sigmoid is. Within 4e-7 of the exact value (in
+    float64), where the tanh form is within 2.5e-7.
+    """
+    u = y * y
+    return u.mul_(GELU_CUBIC).add_(GELU_LINEAR).mul_(y).sigmoid_().mul_(y)
 
 
 def addmm_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tanh_gelu: bool = False,
@@ -44,7 +61,7 @@ def addmm_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     y = x @ weight if bias is None else torch.addmm(bias, x, weight)
     if residual is not None:
         y.add_(residual)
-    return F.gelu(y, approximate="tanh") if tanh_gelu else y
+    return gelu_new(y) if tanh_gelu else y
 
 
 def padded_rows(rows: int) -> int:
@@ -84,7 +101,7 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if residual is not None:
         y = torch.ops.mkldnn._linear_pointwise.binary(x, residual, out_in, bias, "add")
         if tanh_gelu:
-            y = F.gelu(y, approximate="tanh")
+            y = gelu_new(y)
     else:
         activation, algorithm = ("gelu", "tanh") if tanh_gelu else ("none", "")
         y = torch.ops.mkldnn._linear_pointwise(x, out_in, bias, activation, [], algorithm)

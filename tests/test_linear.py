@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from gpt2demo import linear
 from gpt2demo.decoder import GPT2Decoder
-from gpt2demo.linear import (addmm_linear, onednn_agrees, onednn_linear, pack_onednn_weight, padded_rows, pick_linear,
-                             prepare_weight)
+from gpt2demo.linear import (addmm_linear, gelu_new, onednn_agrees, onednn_linear, pack_onednn_weight, padded_rows,
+                             pick_linear, prepare_weight)
 
 from conftest import TUTORIAL_IDS
 
@@ -111,3 +111,13 @@ def test_the_decoder_gives_the_same_logits_through_either_kernel(tiny_model):
     for ours, reference in zip(*logits):
         torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
         assert torch.equal(ours.argmax(dim=-1), reference.argmax(dim=-1))
+
+
+def test_gelu_new_through_a_sigmoid_is_gpt2s_tanh_gelu_and_leaves_its_input_alone():
+    y = torch.cat([torch.linspace(-12.0, 12.0, 10_001), torch.tensor([-1e4, -60.0, 0.0, 60.0, 1e4])])
+    before = y.clone()
+    exact = F.gelu(y.double(), approximate="tanh")
+    got = gelu_new(y)
+    assert got.dtype == torch.float32 and torch.equal(y, before)
+    assert float((got.double() - exact).abs().max()) <= 1e-6
+    assert got[-5:].tolist() == [0.0, 0.0, 0.0, 60.0, 1e4]  # saturated both ways, as the tanh form is
