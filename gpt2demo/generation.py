@@ -99,7 +99,7 @@ class Generation:
         self.max_steps = request.max_steps
         self.cancel = cancel or threading.Event()
         self.generator = torch.Generator().manual_seed(seed)  # this request's own stream
-        self.stream = TextStream(model.tokenizer)
+        self.stream = TextStream(model.tokenizer, model.decodes_piecewise)
         self.all_ids = list(self.prompt.token_ids)  # prompt + new, for the repetition penalty
         self.cached = 0  # tokens of all_ids already in the KV cache
         self.sampled = 0

@@ -22,6 +22,7 @@ from gpt2demo.int8 import check_int8
 from gpt2demo.pieces import PieceTable
 from gpt2demo.serving.interface import ModelFacts
 from gpt2demo.sources import WEIGHT_FILES, ResolvedSource, resolve_source, shorten
+from gpt2demo.textstream import decodes_piecewise
 
 
 MODEL_SETTINGS_FILE = "gpt2demo.json"  # optional, in a checkpoint folder: {"empty_prompt": text}
@@ -95,6 +96,11 @@ class LoadedModel:
             if isinstance(empty_prompt, str) and self.encode(empty_prompt):
                 return self.encode(empty_prompt)
         return [self.start_token_id]
+
+    @cached_property
+    def decodes_piecewise(self) -> bool:
+        """Whether a TextStream of this tokenizer may decode only the ids since the last whole character."""
+        return decodes_piecewise(self.tokenizer)
 
     @cached_property
     def pieces(self) -> PieceTable:

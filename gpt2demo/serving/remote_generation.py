@@ -57,7 +57,7 @@ class RemoteGeneration:
             raise BadRequest("integer", parameter="forced_token_ids", low=0, high=self.prompt.max_new_tokens,
                              got=len(forced))
         self.max_steps = request.max_steps
-        self.stream = TextStream(model)
+        self.stream = TextStream(model, model.decodes_piecewise)
         self.new_token_ids: list[int] = []
         self.sampled = 0
         self.finish_reason: str | None = None

@@ -24,6 +24,7 @@ from gpt2demo.pieces import PieceTable
 from gpt2demo.serving.interface import ModelFacts, PromptFit
 from gpt2demo.settings import BOUNDS, SamplingSettings
 from gpt2demo.sources import TOKENIZER_FILE_SETS, resolve_source
+from gpt2demo.textstream import decodes_piecewise
 
 MODEL_SETTINGS_FILE = "gpt2demo.json"  # as model.MODEL_SETTINGS_FILE: {"empty_prompt": text}
 DEFAULT_WINDOW = 1024  # GPT-2's, when neither the server nor the config says
@@ -93,6 +94,7 @@ class ServedModel:
         self.config = self._read_json("config.json")
         self.window = int(window or self.config.get("n_positions") or DEFAULT_WINDOW)
         self.pieces = PieceTable(tokenizer)
+        self.decodes_piecewise = decodes_piecewise(tokenizer)  # for its TextStreams
         self._lock = threading.Lock()  # page threads tokenize while the stream thread decodes
 
     def _read_json(self, name: str) -> dict:
