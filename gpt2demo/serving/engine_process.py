@@ -44,10 +44,15 @@ class Outbox:
             self.conn.send(message)
 
     def flush(self) -> None:
-        with self._lock:
-            events, self._events = self._events, []
-        if events:
-            self.send(("events", events))
+        # Taken and sent under one lock: the host thread (after a submit) and the engine thread
+        # (after a round) both flush, and a batch taken first but sent second put a one-token
+        # request's finished delivery before its acceptance; the front end, which forgets a
+        # ticket once it is finished, then dropped the acceptance and the caller waited for good.
+        with self._send_lock:
+            with self._lock:
+                events, self._events = self._events, []
+            if events:
+                self.conn.send(("events", events))
         self._send_stats()
 
     def _send_stats(self) -> None:

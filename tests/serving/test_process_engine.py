@@ -113,6 +113,23 @@ def test_the_web_server_side_imports_no_torch():
     assert result.stdout.strip() == "[]"
 
 
+def test_no_one_token_request_loses_its_acceptance_to_its_own_finish(tiny_model_dir):
+    # A one-token request is accepted and finished within one round; the engine process's two
+    # threads both send what is pending, and the finish once overtook the acceptance, which the
+    # front end then dropped: the caller waited for good (6 to 9 requests in, beside a busy process).
+    engine = ProcessEngine(str(tiny_model_dir), "cpu", max_batch=1, queue_size=4)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        assert engine.wait_ready_blocking(DEADLINE_SECONDS).phase == "ready"
+        for seed in range(100):
+            steps = asyncio.run(collect(engine.submit(Request(SamplingSettings(seed=seed, max_new_tokens=1), "Hi"))))
+            assert [step.finish_reason for step in steps] == ["length"], seed
+    finally:
+        busy.kill()
+        busy.wait()
+        engine.close()
+
+
 def test_the_front_ends_counters_catch_up_with_an_engine_gone_idle(tiny_model_dir):
     # One-token requests back to back: each is one forward pass, over within the stats interval
     # of the one before and often before the front end saw it wait, so the request counts do
