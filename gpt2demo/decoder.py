@@ -20,8 +20,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from gpt2demo.int8 import int8_linear, quantize_conv1d, quantize_weight
-from gpt2demo.kvcache import KVCache
+from gpt2demo.int8 import int8_linear, quantize_conv1d, quantize_weight, selected_kernel
+from gpt2demo.kvcache import PAGE, KVCache, pages_for
 from gpt2demo.linear import Linear, pick_linear, prepare_weight
 from gpt2demo.serving.interface import PRECISIONS
 
@@ -81,6 +81,26 @@ def attend_new_positions(q: torch.Tensor, keys: torch.Tensor, values: torch.Tens
     return torch.matmul(scores.softmax(dim=-1), values)
 
 
+def attend_pages(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float,
+                 hidden: torch.Tensor) -> torch.Tensor:
+    """attend_new_positions() over a page-major cache: q (B, H, 1, D) over keys and values
+    (pages, B, H, PAGE, D), each page of the batch one unbroken run of memory (kvcache.py).
+
+    The scores are computed page by page and joined, the values' product summed page by page.
+    hidden: (B, 1, 1, pages x PAGE), True where a row must not look.
+    """
+    rows, heads, _, head_dim = q.shape
+    scores = [torch.matmul(q, page.transpose(-1, -2)) for page in keys]  # (B, H, 1, PAGE) each
+    scores = (scores[0] if len(scores) == 1 else torch.cat(scores, dim=-1)).mul_(scale)
+    weights = scores.masked_fill_(hidden, float("-inf")).softmax(dim=-1)
+    out = torch.matmul(weights[..., :PAGE], values[0])  # (B, H, 1, D)
+    flat = out.view(rows * heads, 1, head_dim)
+    for index in range(1, values.shape[0]):
+        page_weights = weights[..., index * PAGE : (index + 1) * PAGE].reshape(rows * heads, 1, PAGE)
+        flat.baddbmm_(page_weights, values[index].view(rows * heads, PAGE, head_dim))
+    return out
+
+
 class GPT2Decoder:
     """Forward passes of a transformers GPT2LMHeadModel over a shared KVCache.
 
@@ -88,8 +108,10 @@ class GPT2Decoder:
     (rows join and leave), which inference tensors do not allow outside that mode.
     """
 
-    def __init__(self, model, precision: str = "float32", kernel: Linear | None = None) -> None:
-        """kernel: the float products' kernel (linear.py), None to pick the faster here; int8 has its own."""
+    def __init__(self, model, precision: str = "float32", kernel: Linear | None = None,
+                 int8_kernel: str | None = None) -> None:
+        """kernel: the float products' kernel (linear.py), None to pick the faster here; int8_kernel: one of
+        int8.KERNELS, None for the one check_int8() chose."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS} (got {precision!r})")
         if getattr(model.config, "model_type", None) != "gpt2":
@@ -105,8 +127,10 @@ class GPT2Decoder:
             # Own int8 copies of every product's weights (model.py checked that they run here); the
             # lm_head's is separate from the token embedding it is tied to, whose lookup stays fp32.
             self._linear = int8_linear
-            block_products_prepared = [block_weights(block, quantize_conv1d) for block in model.transformer.h]
-            self._lm_head = quantize_weight(weight)  # (vocab, n_embd) is already (out, in)
+            int8_kernel = int8_kernel or selected_kernel()
+            quantize = partial(quantize_conv1d, kernel=int8_kernel)
+            block_products_prepared = [block_weights(block, quantize) for block in model.transformer.h]
+            self._lm_head = quantize_weight(weight, int8_kernel)  # (vocab, n_embd) is already (out, in)
         else:
             # The faster kernel on this CPU, timed on the first block's own weights (linear.py),
             # then every weight laid out as that kernel reads it fastest.
@@ -202,18 +226,19 @@ class GPT2Decoder:
         # (n, 1, T, span): token t of row i sees positions up to its own.
         mask = None if fresh else (torch.arange(span, device=device)[None, None, :] <= positions[:, :, None])[:, None]
         n, embd = len(chunks), self.n_embd
+        # Where each token's heads go in a layer's keys and values, (n x T x H,) in k's own order (n, T, H).
+        slots = cache.slots(row_index, positions).reshape(-1)
 
         def attention(index, layer, h):
             qkv = self._linear(h, *layer.attn_in, False).view(n, width, 3 * embd)
             q, k, v = (self._split_heads(part) for part in qkv.split(embd, dim=2))  # (n, H, T, D)
-            keys, values = cache.keys(index), cache.values(index)
-            keys[row_index[:, None], :, positions] = k.transpose(1, 2)  # (n, T, H, D) into (rows, H, P, D)
-            values[row_index[:, None], :, positions] = v.transpose(1, 2)
+            cache.keys(index).view(-1, self.head_dim).index_copy_(0, slots, k.transpose(1, 2).reshape(-1, self.head_dim))
+            cache.values(index).view(-1, self.head_dim).index_copy_(0, slots, v.transpose(1, 2).reshape(-1, self.head_dim))
             if fresh:
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=width > 1, scale=layer.scale)
             else:
-                y = F.scaled_dot_product_attention(q, keys[row_index, :, :span], values[row_index, :, :span],
-                                                   attn_mask=mask, scale=layer.scale)
+                keys, values = cache.gather(index, row_index, span)
+                y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=layer.scale)
             return y.transpose(1, 2).reshape(n * width, embd)
 
         hidden = self._blocks(x.view(n * width, embd), attention).view(n, width, embd)
@@ -233,7 +258,7 @@ class GPT2Decoder:
         total = int(lengths.max()) + 1
         cache.reserve(rows, total)
         x = self._embed(token_ids, lengths)  # (B, C)
-        if rows == 1:
+        if rows == 1 and not cache.paged:
             # One student alone, the commonest case: the new position is known, so the cache is
             # written through slices, not the index tensors a batch needs, and nothing is masked.
             position = total - 1
@@ -245,11 +270,15 @@ class GPT2Decoder:
                 values[:, position:total] = v
                 return attend_new_positions(q, keys[:, :total], values[:, :total], layer.scale, None).view(1, embd)
         else:
-            # Rows shorter than the longest must not see the unused tail of their cache.
-            hidden = (torch.arange(total, device=lengths.device)[None, :] > lengths[:, None])[:, None, None, :]
+            # Rows shorter than the longest must not see the unused tail of their cache; a paged
+            # cache is read in whole pages, and the positions past a row's length are hidden too.
+            paged = cache.paged
+            pages = pages_for(total)
+            seen = pages * PAGE if paged else total
+            hidden = (torch.arange(seen, device=lengths.device)[None, :] > lengths[:, None])[:, None, None, :]
             # Where each row's head writes its new position, as a row of the layer's cache seen as
-            # (rows x heads x positions, head_dim), computed once for every layer: index_copy_ by it
-            # cost 98 us a layer against advanced indexing's 129 on 32 rows (1 thread, caches cold).
+            # (-1, head_dim), computed once for every layer: index_copy_ by it cost 98 us a layer
+            # against advanced indexing's 129 on 32 rows (1 thread, caches cold).
             flat_slots = cache.position_slots(lengths)  # (B x H,)
 
             def attention(index, layer, h):
@@ -259,8 +288,11 @@ class GPT2Decoder:
                 keys.view(-1, self.head_dim).index_copy_(0, flat_slots, k.reshape(rows * heads, self.head_dim))
                 values.view(-1, self.head_dim).index_copy_(0, flat_slots, v.reshape(rows * heads, self.head_dim))
                 # With one position, (B, H, 1, D) is already each row's heads joined in order.
-                return attend_new_positions(q, keys[:rows, :, :total], values[:rows, :, :total], layer.scale,
-                                            hidden).view(rows, embd)
+                if paged:
+                    y = attend_pages(q, keys[:pages, :rows], values[:pages, :rows], layer.scale, hidden)
+                else:
+                    y = attend_new_positions(q, keys[:rows, :, :total], values[:rows, :, :total], layer.scale, hidden)
+                return y.view(rows, embd)
 
         logits = self._logits(self._blocks(x, attention))
         cache.lengths = lengths + 1

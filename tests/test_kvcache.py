@@ -1,11 +1,11 @@
-"""The KV cache's memory follows the live rows: grows only as needed, shrinks when rows leave."""
+"""The KV cache's memory follows the live rows: grows only as needed, shrinks when rows leave; big blocks are page-major."""
 
 import os
 
 import pytest
 import torch
 
-from gpt2demo.kvcache import ALIGNMENT, ROW_STEP, SEQ_CHUNK, KVCache, untouched_zeros
+from gpt2demo.kvcache import ALIGNMENT, PAGE, PAGED_ROWS, ROW_STEP, SEQ_CHUNK, KVCache, untouched_zeros
 
 
 def new_cache() -> KVCache:
@@ -55,6 +55,60 @@ def test_position_slots_name_each_rows_head_at_its_position_in_the_flat_layer():
     assert int((cache.keys(1) != 0).sum()) == 24 and rows == ROW_STEP
 
 
+def test_paged_slots_name_each_rows_head_at_its_page_and_place_in_it():
+    cache = new_cache()
+    cache.add_rows(PAGED_ROWS + 1)  # 9 rows: a block of 12, page-major
+    rows, positions = cache.capacity
+    assert cache.paged and rows == 12 and cache.keys(1).shape == (positions // PAGE, rows, 2, PAGE, 4)
+    slots = cache.slots(torch.tensor([0, 7]), torch.tensor([[3, 17], [16, 40]]))  # (n, T, heads)
+    # Row r, head h, position p sits at ((p // PAGE * rows + r) * heads + h) * PAGE + p % PAGE.
+    assert slots.tolist() == [[[3, 19], [(1 * 12 * 2) * 16 + 1, (1 * 12 * 2 + 1) * 16 + 1]],
+                              [[(12 * 2 + 14) * 16, (12 * 2 + 15) * 16], [(2 * 24 + 14) * 16 + 8, (2 * 24 + 15) * 16 + 8]]]
+    flat = cache.keys(1).view(-1, 4)
+    flat.index_copy_(0, slots.reshape(-1), torch.arange(1.0, 33.0).view(8, 4))
+    assert cache.key_pages(1)[7, 1, 2, 8].tolist() == [29.0, 30.0, 31.0, 32.0]  # row 7, head 1, position 40
+    assert cache.key_pages(1)[0, 0, 1, 1].tolist() == [9.0, 10.0, 11.0, 12.0]  # row 0, head 0, position 17
+    assert int((cache.keys(1) != 0).sum()) == 32
+    assert cache.position_slots(torch.arange(9)).tolist() == cache.slots(torch.arange(9), torch.arange(9)[:, None]).reshape(-1).tolist()
+
+
+def marked_rows(cache: KVCache, rows: int, length: int) -> None:
+    """Give rows 0..rows-1 `length` positions whose every key and value names its row, head and position."""
+    cache.reserve(rows, length)
+    heads, positions = torch.arange(2), torch.arange(length)
+    for row in range(rows):
+        mark = row * 1000 + heads[:, None] * 100 + positions  # (heads, positions)
+        for layer in range(2):
+            for pages in (cache.key_pages(layer), cache.value_pages(layer)):
+                pages[row].flatten(1, 2)[:, :length] = mark[:, :, None].float() + layer * 0.5
+        cache.lengths[row] = length
+
+
+def assert_marked(cache: KVCache, rows: list[int], length: int) -> None:
+    heads, positions = torch.arange(2), torch.arange(length)
+    for here, row in enumerate(rows):
+        mark = row * 1000 + heads[:, None] * 100 + positions
+        for layer in range(2):
+            keys, values = cache.gather(layer, torch.tensor([here]), length)  # (1, heads, length, head_dim)
+            expected = (mark[:, :, None].float() + layer * 0.5).expand(2, length, 4)
+            assert torch.equal(keys[0], expected) and torch.equal(values[0], expected)
+
+
+def test_rows_keep_their_keys_when_the_block_becomes_page_major_and_back():
+    cache = new_cache()
+    cache.add_rows(4)
+    assert not cache.paged and cache.capacity == (4, SEQ_CHUNK)
+    marked_rows(cache, 4, 37)
+    cache.add_rows(5)  # 9 rows: copied into a page-major block of 12
+    assert cache.paged and cache.capacity == (12, SEQ_CHUNK)
+    assert_marked(cache, [0, 1, 2, 3], 37)
+    for _ in range(6):
+        cache.remove_row(0)  # the last row moves into row 0 each time: 8, 7, 6, 5, 4 (all empty), then 3
+    assert not cache.paged and cache.capacity == (4, SEQ_CHUNK)  # row by row again, for a row alone's one product
+    assert cache.lengths.tolist() == [37, 37, 37]
+    assert_marked(cache, [3, 1, 2], 37)
+
+
 def test_memory_goes_back_when_the_batch_empties_or_holds_much_more_than_its_rows_need():
     cache = new_cache()
     for _ in range(16):
@@ -87,7 +141,9 @@ def test_rows_added_or_adopted_together_come_in_order_with_their_keys():
         staging.lengths[row] = row + 2
     assert cache.adopt_rows(staging, [2, 0]) == [9, 10]
     assert cache.lengths.tolist() == [0] * 9 + [4, 2]
-    assert torch.all(cache.keys(1)[9, :, :4] == 12) and torch.all(cache.keys(1)[10, :, :2] == 10)
+    assert cache.paged  # 11 rows, copied in from a staging block kept row by row
+    adopted = cache.key_pages(1)[9:11].flatten(2, 3)  # (2, heads, positions, head_dim)
+    assert torch.all(adopted[0, :, :4] == 12) and torch.all(adopted[1, :, :2] == 10)
     assert cache.adopt_rows(staging, []) == [] and cache.rows == 11
 
 
@@ -135,7 +191,8 @@ def test_a_reserved_block_costs_memory_only_where_rows_are_written():
     before = resident_bytes()
     cache.add_rows(32)
     assert cache.nbytes == 2 * 12 * 32 * 12 * SEQ_CHUNK * 64 * 4
-    cache.keys(0)[:, :, 0] = 1.0  # one position of every row in one layer: 32 x 12 pages of 4 KB
+    assert cache.paged
+    cache.key_pages(0)[:, :, 0, 0] = 1.0  # one position of every row's head in one layer: 32 x 12 pages of 4 KB
     grown = resident_bytes() - before
     assert grown < cache.nbytes // 20, f"{grown} bytes resident of a {cache.nbytes}-byte block"
 
