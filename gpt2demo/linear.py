@@ -83,6 +83,23 @@ def padded_rows(rows: int) -> int:
     return 1 << (rows - 1).bit_length()
 
 
+def onednn_ops() -> tuple:
+    """oneDNN's linear op and its fused-addition form, each its one overload, or (None, None) in a build without it.
+
+    Calling the overload itself skips the op's overload resolution, which runs at every
+    call of the op by name: 49 calls a token, each right after a product has streamed
+    megabytes of weights through the caches (one row, 2 threads: about 1% of a token).
+    """
+    try:
+        ops = torch.ops.mkldnn._linear_pointwise
+        return ops.default, ops.binary
+    except (AttributeError, RuntimeError):
+        return None, None
+
+
+LINEAR_POINTWISE, LINEAR_ADD = onednn_ops()
+
+
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tanh_gelu: bool = False,
                   residual: torch.Tensor | None = None) -> torch.Tensor:
     """The same product through oneDNN, with the GELU or the residual's addition fused into it.
@@ -99,12 +116,12 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         residual = None if residual is None else F.pad(residual, (0, 0, 0, padded - rows))
     out_in = weight if weight.is_mkldnn else weight.t()
     if residual is not None:
-        y = torch.ops.mkldnn._linear_pointwise.binary(x, residual, out_in, bias, "add")
+        y = LINEAR_ADD(x, residual, out_in, bias, "add")
         if tanh_gelu:
             y = gelu_new(y)
     else:
         activation, algorithm = ("gelu", "tanh") if tanh_gelu else ("none", "")
-        y = torch.ops.mkldnn._linear_pointwise(x, out_in, bias, activation, [], algorithm)
+        y = LINEAR_POINTWISE(x, out_in, bias, activation, [], algorithm)
     return y if padded == rows else y[:rows]
 
 
@@ -146,7 +163,7 @@ def onednn_agrees(dtype: torch.dtype) -> bool:
                 for gelu in (False, True)
                 for r in (None, residual)
             )
-    except (RuntimeError, AttributeError, NotImplementedError):  # no oneDNN in this build, or the op changed
+    except (RuntimeError, AttributeError, NotImplementedError, TypeError):  # no oneDNN in this build, or the op changed
         return False
 
 

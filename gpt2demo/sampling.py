@@ -7,6 +7,7 @@ of them changes its input tensor.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy
@@ -123,6 +124,11 @@ class Pick:
     candidate_kept: list[bool]  # whether top-k/top-p left the candidate in the running
 
 
+# Pools up to this wide are searched on Python floats (draw_indices): right after a forward
+# pass each small tensor operation costs ~10 us here, and a top-k pool has a few entries.
+SEARCH_IN_PYTHON_MAX = 64
+
+
 def draw_indices(pools: torch.Tensor, generators: list[torch.Generator | None]) -> list[int]:
     """Draw one index from each row of `pools` (rows, n): logits, -inf where cut, each row with its own random stream.
 
@@ -134,12 +140,20 @@ def draw_indices(pools: torch.Tensor, generators: list[torch.Generator | None]) 
     # float64: the batched and the lone forward pass differ by rounding (~1e-11), and a draw
     # that lands that close to a boundary would otherwise flip between neighbouring tokens.
     cumulative = torch.cumsum(pools.softmax(dim=-1), dim=-1, dtype=torch.float64)
-    uniforms = torch.stack([torch.rand((), generator=generator, dtype=torch.float64) for generator in generators])
-    targets = (uniforms * cumulative[:, -1])[:, None]
-    # right=True: the first entry whose cumulative sum exceeds the target; zero-probability
-    # entries add nothing to the sum, so they can never be drawn.
+    if pools.shape[-1] > SEARCH_IN_PYTHON_MAX:
+        uniforms = torch.stack([torch.rand((), generator=generator, dtype=torch.float64) for generator in generators])
+        targets = (uniforms * cumulative[:, -1])[:, None]
+        # right=True: the first entry whose cumulative sum exceeds the target; zero-probability
+        # entries add nothing to the sum, so they can never be drawn.
+        choices = torch.searchsorted(cumulative, targets, right=True)[:, 0].tolist()
+    else:
+        # The same float64 numbers and the same search (bisect_right is searchsorted's right=True)
+        # on Python floats: a top-k pool's few entries, without the five tensor operations above.
+        rows = cumulative.tolist()
+        choices = [bisect.bisect_right(row, torch.rand((), generator=generator, dtype=torch.float64).item() * row[-1])
+                   for row, generator in zip(rows, generators)]
     last = pools.shape[-1] - 1
-    return [min(choice, last) for choice in torch.searchsorted(cumulative, targets, right=True)[:, 0].tolist()]
+    return [min(choice, last) for choice in choices]
 
 
 def pick_next_token(
@@ -216,7 +230,9 @@ def pick_next_tokens(logits: torch.Tensor, previous_ids: list[torch.Tensor], set
     # weights through the caches, each small tensor operation costs tens of microseconds, and
     # a row alone made ten of them here (a sort, indexing, a finiteness test) for 16 numbers.
     all_ids, all_values = top_ids.tolist(), best_values.tolist()
-    candidate_probabilities = probabilities.gather(1, top_ids[:, :shown]).tolist()
+    # Every top value's probability: the candidates shown and, as a drawn or greedy token is
+    # always one of them, the chosen one's too, in one gather.
+    top_probabilities = probabilities.gather(1, top_ids).tolist()
     alone: dict[int, Pick] = {}  # row -> its pick_next_token
     token_ids: dict[int, int] = {}  # row -> the token it takes
     kept: dict[int, list[bool]] = {}
@@ -240,9 +256,7 @@ def pick_next_tokens(logits: torch.Tensor, previous_ids: list[torch.Tensor], set
             token_ids[row] = survivors[choice]
             living = set(survivors) if row_alive is None else {i for i, finite in zip(survivors, row_alive) if finite}
             kept[row] = [i in living for i in all_ids[row][:shown]]
-    picked = sorted(token_ids)
-    chosen = probabilities[picked, [token_ids[row] for row in picked]].tolist() if picked else []
-    probability = dict(zip(picked, chosen))
     return [alone[row] if row in alone else
-            Pick(token_ids[row], probability[row], all_ids[row][:shown], candidate_probabilities[row], kept[row])
+            Pick(token_ids[row], top_probabilities[row][all_ids[row].index(token_ids[row])], all_ids[row][:shown],
+                 top_probabilities[row][:shown], kept[row])
             for row in range(rows)]

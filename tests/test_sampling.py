@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from gpt2demo.sampling import (TOP_VALUES_BLOCK, TOP_VALUES_MIN_ROWS, apply_repetition_penalty, apply_temperature,
+from gpt2demo.sampling import (SEARCH_IN_PYTHON_MAX, TOP_VALUES_BLOCK, TOP_VALUES_MIN_ROWS, apply_repetition_penalty, apply_temperature,
                                apply_top_k, apply_top_p, ascending_order, draw_indices, pick_next_token, pick_next_tokens,
                                top_values, warp_logits)
 from gpt2demo.settings import SamplingSettings
@@ -141,6 +141,23 @@ def test_rows_drawn_together_draw_what_each_draws_alone():
     alone = [draw_indices(pools[r : r + 1], [torch.Generator().manual_seed(r)])[0] for r in range(64)]
     assert together == alone
     assert all(choice < 7 for choice in together[::3])
+
+
+@pytest.mark.parametrize("width", [10, SEARCH_IN_PYTHON_MAX, SEARCH_IN_PYTHON_MAX + 1, 50257])
+def test_a_draw_is_the_first_cumulative_probability_above_its_uniform_at_every_width(width):
+    # Narrow pools are searched on Python floats, wide ones with torch.searchsorted: both
+    # must give what inverting the float64 cumulative sum gives, index for index.
+    generator = torch.Generator().manual_seed(width)
+    pools = torch.randn(16, width, generator=generator) * 3
+    pools[::2, width // 2 :] = NEG
+    drawn = draw_indices(pools, [torch.Generator().manual_seed(r) for r in range(16)])
+    expected = []
+    for r in range(16):
+        cumulative = torch.cumsum(pools[r].softmax(dim=-1), dim=0, dtype=torch.float64)
+        target = torch.rand((), generator=torch.Generator().manual_seed(r), dtype=torch.float64) * cumulative[-1]
+        expected.append(int((cumulative <= target).sum()))
+    assert drawn == expected
+    assert all(choice < width // 2 for choice in drawn[::2])
 
 
 @pytest.mark.parametrize("rows", [TOP_VALUES_MIN_ROWS, 5, 32])
