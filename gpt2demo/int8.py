@@ -13,7 +13,7 @@ that runs and passes int8_agrees() here (KERNELS):
 oneDNN first: on 32 rows of GPT-2 small (1 thread, AVX-512 VNNI) its 49 products took
 17.0 ms against FBGEMM's 19.2 and a 384-token prompt's 200 against 253, though one
 row's 6.6 against 5.3; a class decoding together is where the time goes (one student
-alone still writes 1.7-1.9x CTranslate2's int8 tokens a second). One kernel serves every row
+alone still writes 1.7-2.2x CTranslate2's int8 tokens a second). One kernel serves every row
 count in a process, so a text never depends on the class around it. The embedding
 lookup, layer norms, attention and the KV cache stay fp32.
 
