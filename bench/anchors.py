@@ -61,7 +61,8 @@ def gpt2demo_runs(job: dict) -> tuple[dict, dict]:
     import torch
 
     torch.set_num_threads(job["threads"])
-    from gpt2demo.generation import DecodeBatch, Generation, generate_text
+    from bench.harness import decode_together
+    from gpt2demo.generation import generate_text
     from gpt2demo.model import load_model
     from gpt2demo.serving.interface import Request
     from gpt2demo.settings import SamplingSettings
@@ -72,15 +73,8 @@ def gpt2demo_runs(job: dict) -> tuple[dict, dict]:
         return len(generate_text(model, PROMPT, SamplingSettings(top_k=TOP_K, max_new_tokens=tokens, seed=0)).token_ids)
 
     def many(tokens: int = job["batch_tokens"]) -> int:
-        batch = DecodeBatch(model)
-        generations = [Generation(model, Request(SamplingSettings(top_k=TOP_K, max_new_tokens=tokens, seed=i), PROMPT))
-                       for i in range(job["rows"])]
-        for generation in generations:
-            for _ in batch.join(generation):  # a joining request may already yield its first step
-                pass
-        while batch:
-            batch.step()
-        return sum(len(generation.new_token_ids) for generation in generations)
+        return decode_together(model, [Request(SamplingSettings(top_k=TOP_K, max_new_tokens=tokens, seed=i), PROMPT)
+                                       for i in range(job["rows"])])
 
     one(4), many(4)  # warm-up: first-call allocations, oneDNN's kernels for these shapes
     return {"load_seconds": model.facts().load_seconds}, {"batch1": lambda: rate(one), "batch_rows": lambda: rate(many)}

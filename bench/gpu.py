@@ -29,7 +29,8 @@ import time
 
 import torch
 
-from gpt2demo.generation import DecodeBatch, Generation, generate_text
+from bench.harness import decode_together
+from gpt2demo.generation import generate_text
 from gpt2demo.model import load_model
 from gpt2demo.serving.interface import Request
 from gpt2demo.settings import SamplingSettings
@@ -56,15 +57,8 @@ def gpt2demo_runs(loaded, args) -> dict:
         return len(generate_text(loaded, PROMPT, SamplingSettings(top_k=TOP_K, max_new_tokens=tokens, seed=0)).token_ids)
 
     def many(tokens: int = args.batch_tokens) -> int:
-        batch = DecodeBatch(loaded)
-        generations = [Generation(loaded, Request(SamplingSettings(top_k=TOP_K, max_new_tokens=tokens, seed=i), PROMPT))
-                       for i in range(args.rows)]
-        for generation in generations:
-            for _ in batch.join(generation):
-                pass
-        while batch:
-            batch.step()
-        return sum(len(generation.new_token_ids) for generation in generations)
+        return decode_together(loaded, [Request(SamplingSettings(top_k=TOP_K, max_new_tokens=tokens, seed=i), PROMPT)
+                                        for i in range(args.rows)])
 
     return {"batch1": one, "batch_rows": many}
 
