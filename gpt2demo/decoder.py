@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple
 
 import torch
@@ -57,7 +57,11 @@ def norm_parameters(norm) -> tuple:
     return norm.weight, norm.bias, norm.eps
 
 
-_NOTHING = torch.zeros(())  # baddbmm's added term, ignored with beta=0 (it must still broadcast)
+@cache
+def added_nothing(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """baddbmm's added term, ignored with beta=0: it must still broadcast, and be of q's dtype on q's device
+    (a float32 one stopped every lone row's step in bfloat16, which is how CUDA runs)."""
+    return torch.zeros((), dtype=dtype, device=device)
 
 
 def attend_new_positions(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float,
@@ -74,7 +78,8 @@ def attend_new_positions(q: torch.Tensor, keys: torch.Tensor, values: torch.Tens
         # One batched product with the scale as its alpha: a separate mul_ by a Python float
         # first wraps the float in a tensor, and the two cost ~32 us a layer here against ~20.
         # bmm, not matmul, for the values too: matmul reaches the same bmm through a few views.
-        scores, product = torch.baddbmm(_NOTHING, q, keys.mT, beta=0, alpha=scale), torch.bmm  # (H, 1, T)
+        nothing = added_nothing(q.dtype, q.device)
+        scores, product = torch.baddbmm(nothing, q, keys.mT, beta=0, alpha=scale), torch.bmm  # (H, 1, T)
     else:
         scores, product = torch.matmul(q, keys.mT).mul_(scale), torch.matmul  # (B, H, 1, T)
     if hidden is not None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
+from gpt2demo.decoder import GPT2Decoder
 from gpt2demo.kvcache import PAGE, PAGED_ROWS
 
 from conftest import TUTORIAL_IDS
@@ -60,3 +63,23 @@ def test_a_batch_below_the_paged_size_and_a_row_left_alone_in_a_page_major_block
     assert torch.allclose(got, alone(decoder, kept, [NEXT[0]])[1], atol=1e-6, rtol=0)
     cache.shrink()
     assert not cache.paged and cache.lengths.tolist() == [len(kept) + 1]
+
+
+def test_in_bfloat16_as_on_cuda_a_row_alone_and_a_batch_give_transformers_own_logits(tiny_model):
+    # The CUDA path (bfloat16, addmm) run on the CPU: every product, cache write and attention
+    # in bfloat16, a row alone and a page-major batch, against transformers' own forward.
+    model = copy.deepcopy(tiny_model.model).to(torch.bfloat16)
+    decoder = GPT2Decoder(model)
+    assert decoder.precision == "bfloat16" and decoder.new_cache().dtype == torch.bfloat16
+    with torch.no_grad():
+        expected = [model(torch.tensor([prompt + [token]])).logits[0, -1].float() for prompt, token in zip(PROMPTS, NEXT)]
+    for row, prompt in enumerate(PROMPTS):
+        got = alone(decoder, prompt, [NEXT[row]])[1].float()
+        assert got.dtype == torch.float32 and torch.allclose(got, expected[row], atol=0.1, rtol=0.02), row
+    cache = decoder.new_cache()
+    rows = cache.add_rows(len(PROMPTS))
+    assert cache.paged
+    decoder.extend(cache, rows, PROMPTS)
+    batch = decoder.decode(cache, torch.tensor(NEXT)).float()
+    for row in rows:
+        assert torch.allclose(batch[row], expected[row], atol=0.1, rtol=0.02), row

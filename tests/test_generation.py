@@ -1,10 +1,13 @@
 """One request's generation, alone (a batch of one in the test's thread): the engine's semantics."""
 
+import copy
+import dataclasses
 import threading
 
 import pytest
 import torch
 
+from gpt2demo.decoder import GPT2Decoder
 from gpt2demo.errors import BadRequest
 from gpt2demo.generation import (NUM_CANDIDATES, DecodeBatch, Generation, fit_prompt, generate_steps, generate_text,
                                  prefill_budget)
@@ -255,3 +258,15 @@ def test_a_batch_that_empties_gives_its_cache_back(small_model_dir):
     per_position = 2 * 12 * 768 * 4  # keys and values of 12 layers of 768 floats
     assert peak == 4 * 384 * per_position  # 4 rows (the row step) x 301 positions rounded up to 384
     assert batch.cache.nbytes == batch.staging.nbytes == 0
+
+
+def test_a_generation_in_bfloat16_as_on_cuda_runs_to_its_length_and_repeats_with_its_seed(tiny_model):
+    # CUDA runs bfloat16; here the same dtype on the CPU, the whole path from prompt to text.
+    model = copy.deepcopy(tiny_model.model).to(torch.bfloat16)
+    bf16 = dataclasses.replace(tiny_model, model=model, decoder=GPT2Decoder(model))
+    settings = SamplingSettings(top_k=10, max_new_tokens=24, seed=7)
+    first, again = generate_text(bf16, TUTORIAL_PROMPT, settings), generate_text(bf16, TUTORIAL_PROMPT, settings)
+    assert first.token_ids == again.token_ids and first.text == again.text
+    assert first.text == bf16.decode([t for t in first.token_ids if t != bf16.eos_token_id])
+    assert len(first.token_ids) == 24 or first.finish_reason == "eos"
+    assert all(0.0 <= step.probability <= 1.0 for step in first.steps if step.probability is not None)
