@@ -14,8 +14,11 @@ tokenizer) with `python app.py`, as a user starts it, and measures:
 - mixed class: 8 generating while 2 classmates compare strategies (4 lanes each) and 1
   runs the cost race; the 8's aggregate against a plain class of 8's, the two alternated
   --mixed-pairs times and the median of the pairs' ratios taken;
-- in bare processes, no server: the engine's DecodeBatch and transformers' own batched
-  `generate` on 32 rows of the same requests.
+- in a bare process, no server: the engine's DecodeBatch and transformers' own batched
+  `generate` on 32 rows of the same requests. The DecodeBatch runs in turns with a
+  class of 32 through the server, --server-pairs times (the order swapped every other
+  pair), and the server/batch ratio is the median of the pairs'; generate runs once,
+  against the median of those classes.
 
 Targets (issue #11): mixed/plain aggregate >= 0.7; at N = 32 the server's aggregate
 >= 0.8 of the bare DecodeBatch and >= transformers' batched generate. Prints tables;
@@ -188,20 +191,51 @@ def theirs():
     with torch.no_grad():
         model.model.generate(**enc, do_sample=True, top_k=10, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                              pad_token_id=tok.eos_token_id)
-out = {"threads": threads}
-for name, run in (("decode_batch", ours), ("transformers_generate", theirs)):
+runs = {"decode_batch": ours, "transformers_generate": theirs}
+for run in runs.values():
     run()  # warm-up
-    started = time.perf_counter(); run(); seconds = time.perf_counter() - started
-    out[name] = round(rows * new_tokens / seconds, 2)
-print(json.dumps(out))
+print(json.dumps({"threads": threads}), flush=True)
+for line in sys.stdin:  # one run of the named kind a line, its tokens/s back
+    started = time.perf_counter(); runs[line.strip()](); seconds = time.perf_counter() - started
+    print(round(rows * new_tokens / seconds, 2), flush=True)
 """
 
 
-def bare_batch(folder: str, new_tokens: int, rows: int) -> dict:
-    """The DecodeBatch and transformers' generate on `rows` requests in a process of their own (no server)."""
-    result = subprocess.run([sys.executable, "-c", BARE, folder, str(new_tokens), str(rows), json.dumps(PROMPTS)],
-                            cwd=ROOT, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+class BareBatch:
+    """The DecodeBatch and transformers' generate on `rows` requests in a process of their own (no server).
+
+    Loaded once and kept waiting while the server runs, so that a bare run can follow a
+    class within seconds: this machine's speed drifts by a third within minutes.
+    """
+
+    def __init__(self, folder: str, new_tokens: int, rows: int) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", BARE, folder, str(new_tokens), str(rows), json.dumps(PROMPTS)],
+                                        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.threads = json.loads(self._answer())["threads"]
+
+    def _answer(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the bare batch's process stopped (exit code {self.process.wait()})")
+        return line
+
+    def rate(self, kind: str) -> float:
+        """Tokens/s of one run of `kind` ("decode_batch" or "transformers_generate")."""
+        self.process.stdin.write(kind + "\n")
+        self.process.stdin.flush()
+        return float(self._answer())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def server_and_bare(url: str, bare: BareBatch, streams: int, new_tokens: int, expected: list[str],
+                    server_first: bool) -> tuple[dict, float]:
+    """A class of `streams` through the server and one bare DecodeBatch run, one right after the other."""
+    before = None if server_first else bare.rate("decode_batch")
+    server = asyncio.run(light_class(url, streams, new_tokens, expected))
+    return server, before if before is not None else bare.rate("decode_batch")
 
 
 def print_rows(title: str, rows: list[dict]) -> None:
@@ -221,6 +255,8 @@ def main() -> None:
     parser.add_argument("--clients", default="light,gradio")
     parser.add_argument("--shape", choices=["small", "tiny"], default="small")
     parser.add_argument("--mixed-pairs", type=int, default=3, help="plain and mixed classes of 8, alternated")
+    parser.add_argument("--server-pairs", type=int, default=3,
+                        help="classes of the most students and bare batches, alternated")
     args = parser.parse_args()
     counts = [int(n) for n in args.streams.split(",")]
     kinds = args.clients.split(",")
@@ -230,33 +266,50 @@ def main() -> None:
         expected = expected_texts(folder, args.new_tokens)
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
-        with app_process(folder, port):
-            asyncio.run(light_class(url, 2, 4, [""] * len(PROMPTS)))  # warm-up: first-request costs
-            light = [asyncio.run(light_class(url, n, args.new_tokens, expected)) for n in counts] if "light" in kinds else []
-            gradio = [gradio_class(url, max(counts), args.new_tokens, expected)] if "gradio" in kinds else []
-            # Alternated, and the ratio taken pair by pair: this machine's speed drifts by a third
-            # within minutes, and one plain run after one mixed run compared two different machines.
-            pairs = [(asyncio.run(light_class(url, 8, args.new_tokens, expected)),
-                      asyncio.run(mixed_class(url, args.new_tokens, expected))) for _ in range(args.mixed_pairs)]
-        bare = bare_batch(folder, args.new_tokens, max(counts))
+        bare_process = BareBatch(folder, args.new_tokens, max(counts))
+        try:
+            with app_process(folder, port):
+                asyncio.run(light_class(url, 2, 4, [""] * len(PROMPTS)))  # warm-up: first-request costs
+                light = [asyncio.run(light_class(url, n, args.new_tokens, expected)) for n in counts] if "light" in kinds else []
+                gradio = [gradio_class(url, max(counts), args.new_tokens, expected)] if "gradio" in kinds else []
+                # Alternated, and the ratio taken pair by pair: this machine's speed drifts by a third
+                # within minutes, and one plain run after one mixed run compared two different machines.
+                pairs = [(asyncio.run(light_class(url, 8, args.new_tokens, expected)),
+                          asyncio.run(mixed_class(url, args.new_tokens, expected))) for _ in range(args.mixed_pairs)]
+                # The same for the server against the bare batch: a class of the most students,
+                # then the bare batch seconds later (the order swapped every other pair).
+                server_pairs = [server_and_bare(url, bare_process, max(counts), args.new_tokens, expected,
+                                                server_first=index % 2 == 0) for index in range(args.server_pairs)]
+            bare = {"threads": bare_process.threads, "decode_batch each pair": [rate for _, rate in server_pairs],
+                    "transformers_generate": bare_process.rate("transformers_generate")}
+        finally:
+            bare_process.close()
+        bare["decode_batch"] = round(median(bare["decode_batch each pair"]), 2) if server_pairs else float("nan")
     print(f"GPT-2 {args.shape} shapes, {args.new_tokens} new tokens per stream, top-k 10")
     print_rows("light clients (raw SSE, one asyncio loop):", light)
     print_rows("gradio_client jobs:", gradio)
     print_rows("plain class of 8, alternating with the mixed class below:", [plain for plain, _ in pairs])
     print_rows("mixed class: 8 generating + 2 comparing strategies + 1 cost race (the 8's figures):",
                [mixed for _, mixed in pairs])
-    print(f"bare processes, {max(counts)} rows: DecodeBatch {bare['decode_batch']} tok/s, transformers generate "
-          f"{bare['transformers_generate']} tok/s ({bare['threads']} torch threads)")
+    print_rows(f"classes of {max(counts)}, each followed or preceded by the bare batch:", [server for server, _ in server_pairs])
+    print(f"bare process, {max(counts)} rows: DecodeBatch {bare['decode_batch each pair']} tok/s (median "
+          f"{bare['decode_batch']}), transformers generate {bare['transformers_generate']} tok/s ({bare['threads']} torch threads)")
     summary.update(light=light, gradio=gradio, plain8=[plain for plain, _ in pairs], mixed=[mixed for _, mixed in pairs],
                    bare=bare)
     ratios = [mixed["aggregate_tok_s"] / plain["aggregate_tok_s"] for plain, mixed in pairs]
     summary["mixed/plain each pair"] = [round(ratio, 3) for ratio in ratios]
     summary["mixed/plain"] = round(median(ratios), 3)
-    top = next((row for row in light if row["streams"] == max(counts)), None)
-    if top is not None:
-        summary["server/batch at 32"] = round(top["aggregate_tok_s"] / bare["decode_batch"], 3)
-        summary["server/generate at 32"] = round(top["aggregate_tok_s"] / bare["transformers_generate"], 3)
+    summary["server pairs"] = [server for server, _ in server_pairs]
+    if server_pairs:
+        batch_ratios = [server["aggregate_tok_s"] / rate for server, rate in server_pairs]
+        summary["server/batch each pair"] = [round(ratio, 3) for ratio in batch_ratios]
+        summary["server/batch at 32"] = round(median(batch_ratios), 3)
+        # generate runs once (11 s a run here), against the median of the server's classes
+        server_median = median([server["aggregate_tok_s"] for server, _ in server_pairs])
+        summary["server/generate at 32"] = round(server_median / bare["transformers_generate"], 3)
     print(f"mixed/plain, pair by pair: {summary['mixed/plain each pair']} (the median below)")
+    if server_pairs:
+        print(f"server/batch, pair by pair: {summary['server/batch each pair']} (the median below)")
     for key in ("mixed/plain", "server/batch at 32", "server/generate at 32"):
         if key in summary:
             print(f"{key}: {summary[key]} (target >= {TARGETS[key]})")
