@@ -233,9 +233,11 @@ class BareBatch:
 def server_and_bare(url: str, bare: BareBatch, streams: int, new_tokens: int, expected: list[str],
                     server_first: bool) -> tuple[dict, float]:
     """A class of `streams` through the server and one bare DecodeBatch run, one right after the other."""
-    before = None if server_first else bare.rate("decode_batch")
-    server = asyncio.run(light_class(url, streams, new_tokens, expected))
-    return server, before if before is not None else bare.rate("decode_batch")
+    if server_first:
+        server = asyncio.run(light_class(url, streams, new_tokens, expected))
+        return server, bare.rate("decode_batch")
+    rate = bare.rate("decode_batch")
+    return asyncio.run(light_class(url, streams, new_tokens, expected)), rate
 
 
 def print_rows(title: str, rows: list[dict]) -> None:
