@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -92,19 +92,29 @@ class LightClient:
 
     url: str
     http: httpx.AsyncClient | None = None
-    fn_indices: dict = field(default_factory=dict)
+    config: asyncio.Task | None = None  # the page's config, fetched once for every stream of this client
 
     async def connection(self) -> httpx.AsyncClient:
         if self.http is None:
             self.http = httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=512, max_keepalive_connections=512))
         return self.http
 
+    async def dependencies(self) -> list[dict]:
+        """The page's events, as a browser reads them once when the page opens.
+
+        One fetch shared by every stream: 32 students pressing Generate at once used to
+        fetch the config 32 times, within the timed class, which no browser does.
+        """
+        if self.config is None:
+            self.config = asyncio.ensure_future(self._fetch_dependencies())
+        return await self.config
+
+    async def _fetch_dependencies(self) -> list[dict]:
+        http = await self.connection()
+        return (await http.get(self.url.rstrip("/") + "/config")).json()["dependencies"]
+
     async def fn_index(self, api_name: str = "generate") -> int:
-        if api_name not in self.fn_indices:
-            http = await self.connection()
-            dependencies = (await http.get(self.url.rstrip("/") + "/config")).json()["dependencies"]
-            self.fn_indices[api_name] = next(d["id"] for d in dependencies if d.get("api_name") == api_name)
-        return self.fn_indices[api_name]
+        return next(d["id"] for d in await self.dependencies() if d.get("api_name") == api_name)
 
     async def open_page(self) -> str:
         """A new session as a browser tab opens the page: it runs the page's server-side load events; returns its hash.
@@ -115,11 +125,9 @@ class LightClient:
         """
         http = await self.connection()
         base, session = self.url.rstrip("/"), uuid.uuid4().hex
-        if "load" not in self.fn_indices:
-            dependencies = (await http.get(base + "/config")).json()["dependencies"]
-            self.fn_indices["load"] = [d["id"] for d in dependencies if d.get("backend_fn")
-                                       and any(target[1] == "load" for target in d["targets"])]
-        for fn_index in self.fn_indices["load"]:
+        loads = [d["id"] for d in await self.dependencies() if d.get("backend_fn")
+                 and any(target[1] == "load" for target in d["targets"])]
+        for fn_index in loads:
             response = await http.post(base + "/gradio_api/run/predict",
                                        json={"data": [], "fn_index": fn_index, "session_hash": session, "event_data": None})
             response.raise_for_status()
