@@ -92,7 +92,7 @@ class LightClient:
 
     url: str
     http: httpx.AsyncClient | None = None
-    config: asyncio.Task | None = None  # the page's config, fetched once for every stream of this client
+    fetched: asyncio.Task | None = None  # the page's events from its config, fetched once for every stream of this client
 
     async def connection(self) -> httpx.AsyncClient:
         if self.http is None:
@@ -105,9 +105,9 @@ class LightClient:
         One fetch shared by every stream: 32 students pressing Generate at once used to
         fetch the config 32 times, within the timed class, which no browser does.
         """
-        if self.config is None:
-            self.config = asyncio.ensure_future(self._fetch_dependencies())
-        return await self.config
+        if self.fetched is None:
+            self.fetched = asyncio.ensure_future(self._fetch_dependencies())
+        return await self.fetched
 
     async def _fetch_dependencies(self) -> list[dict]:
         http = await self.connection()
