@@ -35,6 +35,7 @@ from gpt2demo.serving.interface import Engine
 from gpt2demo.ui.context import PageContext
 from gpt2demo.ui.runs import Runs
 from gpt2demo.ui.server import ServerOptions, build_demo, launch
+from gpt2demo.ui.widgets.display import STYLE_ID as DISPLAY_STYLE_ID
 from tools.ports import free_port
 
 DEADLINE_SECONDS = 60  # anything still pending after this long is a hang
@@ -363,6 +364,37 @@ def chromium_browser():
             yield browser
         finally:
             browser.close()
+
+
+# Resolves once every transition now running has ended (Gradio eases colours and sizes in over
+# 0.15-0.2 s): the browser's own promises, no sleep. Endless animations (spinners) are left out.
+SETTLE_JS = """() => Promise.all(document.getAnimations()
+  .filter((animation) => animation.effect?.getTiming().iterations !== Infinity)
+  .map((animation) => animation.finished.catch(() => null)))"""
+PAGE_TIMEOUT_MS = DEADLINE_SECONDS * 1000
+DESKTOP_VIEWPORT = {"width": 1280, "height": 1000}
+
+
+def settle(page) -> None:
+    page.evaluate(SETTLE_JS)
+
+
+def open_app_page(browser, url: str, query: str = "", locale: str = "en-US", viewport=DESKTOP_VIEWPORT,
+                  color_scheme: str = "light", accept_downloads: bool = False):
+    """A fresh browser tab (a context of its own: a session of its own) on the app, once the page has opened.
+
+    Opened means the page's load script has run (it adds the page's style, applies ?projector=1
+    and sets the switches) and the transitions that follow have ended. #generate alone is not
+    enough: in 6 of 40 opens on a busy machine it was there while Gradio's loading overlay still
+    covered it and projector mode's larger text was not yet laid out.
+    """
+    page = browser.new_context(locale=locale, viewport=viewport, color_scheme=color_scheme,
+                               accept_downloads=accept_downloads).new_page()
+    page.goto(url + query)
+    page.wait_for_selector("#generate", timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(f"#{DISPLAY_STYLE_ID}", state="attached", timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    return page
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from gpt2demo.model import load_model
 from gpt2demo.settings import SamplingSettings
 
 from conftest import TUTORIAL_PROMPT
-from launching import ARTIFACTS, browser, launched, needs_chromium, wait_until  # browser: module fixtures
+# browser: a module fixture
+from launching import ARTIFACTS, browser, launched, needs_chromium, open_app_page, wait_until
 
 LONG = 1000  # new tokens asked for: minutes of work, so only Stop can end it in time
 SEED = 1234  # so the stopped text can be checked against the model run alone
@@ -33,13 +34,6 @@ pytestmark = [
 def app(small_model_dir):
     with launched(small_model_dir) as running:
         yield running
-
-
-def open_page(browser, url: str, locale: str = "en-US"):
-    page = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1000}).new_page()
-    page.goto(url)
-    page.wait_for_selector("#generate", timeout=TIMEOUT_MS)
-    return page
 
 
 def start_long_generation(page) -> None:
@@ -72,7 +66,7 @@ def test_text_grows_token_by_token_and_stop_really_stops(app, browser, small_mod
 
     wait_until(app.idle, "an idle engine")
     before = app.forward_passes()
-    page = open_page(browser, app.url)
+    page = open_app_page(browser, app.url)
     expect(page.locator("#model-panel")).to_contain_text("124,439,808 parameters")
     start_long_generation(page)
     watch_states(page, 3)
@@ -107,7 +101,7 @@ def test_text_grows_token_by_token_and_stop_really_stops(app, browser, small_mod
 def test_closing_the_tab_stops_its_generation(app, browser):
     wait_until(app.idle, "an idle engine")
     before = app.forward_passes()
-    page = open_page(browser, app.url)
+    page = open_app_page(browser, app.url)
     start_long_generation(page)
     watch_states(page, 3)
     assert app.engine.stats().running == 1
@@ -120,7 +114,7 @@ def test_closing_the_tab_stops_its_generation(app, browser):
 def test_the_page_follows_a_chinese_browser(app, browser):
     from playwright.sync_api import expect
 
-    page = open_page(browser, app.url, locale="zh-CN")
+    page = open_app_page(browser, app.url, locale="zh-CN")
     expect(page.locator("#generate")).to_have_text("生成")
     expect(page.locator("#stop")).to_have_text("停止")
     expect(page.locator("#model-panel")).to_contain_text("模型：")

@@ -15,12 +15,12 @@ import pytest
 
 from gpt2demo.ui.widgets.display import PROJECTOR_SCALE
 
-from launching import app, ARTIFACTS, browser, launched, needs_chromium  # app, browser: module fixtures
+# app, browser: module fixtures
+from launching import app, ARTIFACTS, browser, launched, needs_chromium, open_app_page, settle
 
 TIMEOUT_MS = 60_000
 SCREENSHOTS = ARTIFACTS / "screenshots"
 PHONE = {"width": 390, "height": 844}  # an iPhone 12-15's CSS pixels
-DESKTOP = {"width": 1280, "height": 1000}
 STOP_CLICK_MS = 1000  # the issue's bound: Stop takes effect within a second, busy machine or not
 LONG = 1000  # new tokens asked for when only Stop should end a run
 
@@ -47,13 +47,6 @@ CONTRAST_JS = """(element) => {
 }"""
 
 
-def open_page(browser, url: str, query: str = "", locale: str = "en-US", viewport=DESKTOP, color_scheme="light"):
-    page = browser.new_context(locale=locale, viewport=viewport, color_scheme=color_scheme).new_page()
-    page.goto(url + query)
-    page.wait_for_selector("#generate", timeout=TIMEOUT_MS)
-    return page
-
-
 def generate_short(page) -> None:
     """Run the Generate tab's default 100 tokens (quick on the tiny model) and wait for the end."""
     from playwright.sync_api import expect
@@ -67,17 +60,6 @@ def generate_short(page) -> None:
 def screenshot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"display-{name}.png"), full_page=True)
-
-
-# Resolves once every transition now running has ended (Gradio eases colours and sizes in over
-# 0.15-0.2 s): the browser's own promises, no sleep. Endless animations (spinners) are left out.
-SETTLE_JS = """() => Promise.all(document.getAnimations()
-  .filter((animation) => animation.effect?.getTiming().iterations !== Infinity)
-  .map((animation) => animation.finished.catch(() => null)))"""
-
-
-def settle(page) -> None:
-    page.evaluate(SETTLE_JS)
 
 
 def font_px(page, selector: str) -> float:
@@ -104,7 +86,7 @@ CONTINUATION = "#output .gpt2demo-continuation"
 def test_projector_switch_enlarges_the_text_raises_the_contrast_and_is_kept_in_the_address(app, browser):
     from playwright.sync_api import expect
 
-    page = open_page(browser, app.url)
+    page = open_app_page(browser, app.url)
     generate_short(page)
     assert body_classes(page) == set() and address_query(page) == {}
     normal = {selector: font_px(page, selector) for selector in (OUTPUT, "#prompt textarea", "#generate")}
@@ -133,9 +115,9 @@ def test_projector_switch_enlarges_the_text_raises_the_contrast_and_is_kept_in_t
 def test_a_bookmarked_projector_address_opens_in_projector_mode_with_larger_token_boxes(app, browser):
     from playwright.sync_api import expect
 
-    normal = open_page(browser, app.url)
+    normal = open_app_page(browser, app.url)
     normal.click("#tab-inside-button")
-    projector = open_page(browser, app.url, "?projector=1")
+    projector = open_app_page(browser, app.url, "?projector=1")
     expect(projector.locator("body")).to_have_class(re.compile(r"\bprojector\b"))
     expect(projector.locator("#projector-switch input")).to_be_checked()
     projector.click("#tab-inside-button")
@@ -166,7 +148,7 @@ def is_dark(page) -> bool:
 def test_dark_mode_follows_the_browser_unless_the_address_says_otherwise(app, browser, color_scheme, query, dark):
     from playwright.sync_api import expect
 
-    page = open_page(browser, app.url, query, color_scheme=color_scheme)
+    page = open_app_page(browser, app.url, query, color_scheme=color_scheme)
     switch = page.locator("#dark-switch input")
     expect(switch).to_be_checked(checked=dark)
     settle(page)
@@ -178,7 +160,7 @@ def test_dark_mode_follows_the_browser_unless_the_address_says_otherwise(app, br
 def test_dark_switch_sets_the_theme_and_keeps_it_in_the_address(app, browser):
     from playwright.sync_api import expect
 
-    page = open_page(browser, app.url)
+    page = open_app_page(browser, app.url)
     generate_short(page)
     page.click("#dark-switch input")
     expect(page.locator("body")).to_have_class(re.compile(r"\bdark\b"))
@@ -196,7 +178,7 @@ def test_dark_switch_sets_the_theme_and_keeps_it_in_the_address(app, browser):
     assert contrast(page, PROMPT_TEXT)["ratio"] > 7
     screenshot(page, "projector-dark")
     # The address now opens the page as it was left.
-    bookmarked = open_page(browser, page.url)
+    bookmarked = open_app_page(browser, page.url)
     expect(bookmarked.locator("body")).to_have_class(re.compile(r"\bprojector\b"))
     expect(bookmarked.locator("body")).to_have_class(re.compile(r"\bdark\b"))
     expect(bookmarked.locator("#dark-switch input")).to_be_checked()
@@ -232,7 +214,7 @@ def test_at_a_phones_width_nothing_scrolls_sideways_and_generate_and_stop_can_be
                                                                                           name):
     from playwright.sync_api import expect
 
-    page = open_page(browser, app.url, query, locale=locale, viewport=PHONE)
+    page = open_app_page(browser, app.url, query, locale=locale, viewport=PHONE)
     expect(page.locator("#generate")).to_have_text("生成" if locale == "zh-CN" else "Generate")
     for button in ("#generate", "#stop"):
         assert inside_viewport(page, button), button
@@ -285,7 +267,7 @@ def click_within(page, selector: str, limit_ms: int) -> float:
 def test_stop_is_clickable_within_a_second_beside_a_busy_process(small_app, browser, busy_core):
     from playwright.sync_api import expect
 
-    page = open_page(browser, small_app.url)
+    page = open_app_page(browser, small_app.url)
     # The Inside tab: the live chart and the token boxes redraw while Stop is clicked.
     page.click("#tab-inside-button")
     page.locator("#tab-inside").get_by_text("Sampling settings").click()

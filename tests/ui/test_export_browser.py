@@ -20,7 +20,7 @@ from gpt2demo.ui.views.export import MAX_RUN_BYTES, parse_run, run_html, run_tex
 from gpt2demo.ui.widgets.tokens import piece_label
 
 from conftest import TUTORIAL_PROMPT
-from launching import app, ARTIFACTS, browser, needs_chromium  # app, browser: module fixtures
+from launching import app, ARTIFACTS, browser, needs_chromium, open_app_page  # app, browser: module fixtures
 
 TIMEOUT_MS = 60_000
 EOS = 50256
@@ -33,9 +33,7 @@ pytestmark = [
 
 def open_tab(browser, url: str, tab: str, locale: str = "en-US"):
     """A fresh browser tab (a context of its own: a session of its own) showing one of the app's tabs."""
-    page = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1000}, accept_downloads=True).new_page()
-    page.goto(url)
-    page.wait_for_selector("#generate", timeout=TIMEOUT_MS)
+    page = open_app_page(browser, url, locale=locale, accept_downloads=True)
     page.click(f"#tab-{tab}-button", timeout=TIMEOUT_MS)
     return page
 

@@ -19,7 +19,8 @@ from gpt2demo.teaching.lanes import run_lanes, strategy_lanes
 from gpt2demo.ui.widgets.chart import COLORS
 
 from conftest import TUTORIAL_PROMPT
-from launching import app, ARTIFACTS, browser, DEADLINE_SECONDS, needs_chromium  # app, browser: module fixtures
+# app, browser: module fixtures
+from launching import app, ARTIFACTS, browser, DEADLINE_SECONDS, needs_chromium, open_app_page
 
 TIMEOUT_MS = 60_000
 CHOSEN_BAR = COLORS["chosen"]
@@ -34,20 +35,13 @@ pytestmark = [
 ]
 
 
-def open_page(browser, url: str, locale: str = "en-US"):
-    page = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1000}).new_page()
-    page.goto(url)
-    page.wait_for_selector("#generate", timeout=TIMEOUT_MS)
-    return page
-
-
 def show_tab(page, tab: str) -> None:
     page.click(f"#tab-{tab}-button", timeout=TIMEOUT_MS)
 
 
 def open_tab(browser, url: str, tab: str, locale: str = "en-US"):
     """A fresh browser tab on the app, showing one of the teaching tabs."""
-    page = open_page(browser, url, locale)
+    page = open_app_page(browser, url, locale=locale)
     show_tab(page, tab)
     return page
 
@@ -76,7 +70,7 @@ def open_settings(page, tab: str) -> None:
 def test_every_tab_starts_with_the_tutorials_prompt_and_a_prompt_typed_in_one_is_in_the_others(app, browser):
     from playwright.sync_api import expect
 
-    page = open_page(browser, app.url)
+    page = open_app_page(browser, app.url)
     for tab, box in PROMPT_BOXES.items():
         show_tab(page, tab)
         expect(page.locator(box)).to_have_value(TUTORIAL_PROMPT, timeout=TIMEOUT_MS)
