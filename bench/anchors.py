@@ -77,7 +77,9 @@ def gpt2demo_runs(job: dict) -> tuple[dict, dict]:
                                        for i in range(job["rows"])])
 
     one(4), many(4)  # warm-up: first-call allocations, oneDNN's kernels for these shapes
-    return {"load_seconds": model.facts().load_seconds}, {"batch1": lambda: rate(one), "batch_rows": lambda: rate(many)}
+    # Whether a row alone's vocabulary product is screened in float16 here (gpt2demo/vocabulary.py): timed at load.
+    facts = {"load_seconds": model.facts().load_seconds, "vocabulary_screen": model.decoder.vocabulary_screen is not None}
+    return facts, {"batch1": lambda: rate(one), "batch_rows": lambda: rate(many)}
 
 
 def ctranslate2_runs(job: dict) -> tuple[dict, dict]:
@@ -234,6 +236,8 @@ def print_summary(count: int, summary: dict, args, weights: dict) -> None:
           f"one sequence's bound: float32 {summary['comparisons']['float32']['bound_tok_s']:.1f} tok/s "
           f"({weights['float32'] / 1e6:.0f} MB a token), int8 {summary['comparisons']['int8']['bound_tok_s']:.1f} tok/s "
           f"({weights['int8'] / 1e6:.0f} MB)")
+    screened = summary["facts"]["gpt2demo float32"]["vocabulary_screen"]
+    print(f"gpt2demo float32: a row alone's vocabulary product screened in float16: {'yes' if screened else 'no'}")
     print(f"{'engine':>24} {'batch 1 tok/s':>14} {f'batch {args.rows} tok/s':>15}")
     for name, figures in summary["engines"].items():
         print(f"{name:>24} {figures['batch1']:>14.1f} {figures['batch_rows']:>15.1f}")

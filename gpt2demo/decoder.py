@@ -24,6 +24,7 @@ from gpt2demo.int8 import int8_linear, quantize_conv1d, quantize_weight, selecte
 from gpt2demo.kvcache import PAGE, KVCache, pages_for
 from gpt2demo.linear import Linear, pick_linear, prepare_weight
 from gpt2demo.serving.interface import PRECISIONS
+from gpt2demo.vocabulary import screen_for
 
 
 def block_products(block) -> tuple:
@@ -137,6 +138,7 @@ class GPT2Decoder:
             quantize = partial(quantize_conv1d, kernel=int8_kernel)
             block_products_prepared = [block_weights(block, quantize) for block in model.transformer.h]
             self._lm_head = quantize_weight(weight, int8_kernel)  # (vocab, n_embd) is already (out, in)
+            self.vocabulary_screen = None  # int8's product already reads a quarter of the bytes
         else:
             # The faster kernel on this CPU, timed on the first block's own weights (linear.py),
             # then every weight laid out as that kernel reads it fastest.
@@ -148,6 +150,9 @@ class GPT2Decoder:
             # the (vocab, n_embd) matrix was the slowest layout measured for addmm (x @ W^T 9.1 ms,
             # this 2.2 ms per token).
             self._lm_head = prepare(weight.detach().t())
+            # A row alone's vocabulary product from a float16 copy first, exact where its picks look
+            # (vocabulary.py), where that was the faster here; None: always the full product.
+            self.vocabulary_screen = screen_for(weight, self._full_logits)
         self._layers = [Layer(norm_parameters(block.ln_1), norm_parameters(block.ln_2), block.attn.scaling, *products)
                         for block, products in zip(model.transformer.h, block_products_prepared)]
         self._final_norm = norm_parameters(model.transformer.ln_f)
@@ -200,10 +205,17 @@ class GPT2Decoder:
             x = linear(h, *layer.mlp_out, False, x)
         return x
 
-    def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
+    def _full_logits(self, normed: torch.Tensor) -> torch.Tensor:
+        return self._linear(normed, self._lm_head, None, False)  # (B, vocab)
+
+    def _logits(self, last_hidden: torch.Tensor, exact_top: int | None = None) -> torch.Tensor:
         # Only each row's last position is ever sampled from: the vocabulary projection runs there alone.
         normed = F.layer_norm(last_hidden, (self.n_embd,), *self._final_norm)
-        return self._linear(normed, self._lm_head, None, False)  # (B, vocab)
+        if exact_top is not None and self.vocabulary_screen is not None and normed.shape[0] == 1:
+            logits = self.vocabulary_screen.logits(normed, exact_top)
+            if logits is not None:
+                return logits
+        return self._full_logits(normed)
 
     @torch.no_grad()
     def extend(self, cache: KVCache, rows: list[int], chunks: list[list[int]]) -> torch.Tensor:
@@ -256,8 +268,12 @@ class GPT2Decoder:
         return self.extend(cache, rows, prompts)
 
     @torch.no_grad()
-    def decode(self, cache: KVCache, token_ids: torch.Tensor) -> torch.Tensor:
-        """Feed one new token to every row at once; return next-token logits (rows, vocab)."""
+    def decode(self, cache: KVCache, token_ids: torch.Tensor, exact_top: int | None = None) -> torch.Tensor:
+        """Feed one new token to every row at once; return next-token logits (rows, vocab).
+
+        exact_top: how many of each row's largest logits the picks read one by one (sampling.exact_top);
+        a row alone's others may then come from the float16 screen (vocabulary.py). None: all float32.
+        """
         self._record_forward()
         rows, heads, embd = cache.rows, self.n_head, self.n_embd
         lengths = cache.lengths  # (B,) each row's new token goes at this position
@@ -300,7 +316,7 @@ class GPT2Decoder:
                     y = attend_new_positions(q, keys[:rows, :, :total], values[:rows, :, :total], layer.scale, hidden)
                 return y.view(rows, embd)
 
-        logits = self._logits(self._blocks(x, attention))
+        logits = self._logits(self._blocks(x, attention), exact_top)
         cache.lengths = lengths + 1
         return logits
 

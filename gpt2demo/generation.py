@@ -16,7 +16,7 @@ import torch
 
 from gpt2demo.errors import BadRequest, excerpt
 from gpt2demo.model import LoadedModel
-from gpt2demo.sampling import Pick, pick_next_tokens
+from gpt2demo.sampling import Pick, exact_top, pick_next_tokens
 from gpt2demo.serving.interface import Accepted, Candidate, PromptFit, Request, Step
 from gpt2demo.settings import SamplingSettings, check_prompt
 from gpt2demo.textstream import TextStream
@@ -211,7 +211,9 @@ class DecodeBatch:
         results = self._drop_cancelled()
         if self.rows:
             last_tokens = torch.tensor([g.all_ids[-1] for g in self.rows], device=self.model.device)
-            logits = self.model.decoder.decode(self.cache, last_tokens)  # (rows, vocab)
+            # Only the largest logits the picks read need be float32's (sampling.exact_top).
+            wanted = exact_top([g.settings for g in self.rows], NUM_CANDIDATES, self.model.vocab_size)
+            logits = self.model.decoder.decode(self.cache, last_tokens, wanted)  # (rows, vocab)
             stepped = list(zip(self.rows, advance_all(self.rows, logits)))
             for generation, _ in stepped:
                 generation.cached += 1

@@ -200,6 +200,25 @@ def pick_next_token(
     )
 
 
+def exact_top(settings: list[SamplingSettings], num_candidates: int, vocab: int) -> int | None:
+    """How many of each row's largest logits pick_next_tokens reads one by one for these rows; None where
+    some row's pick reads every logit (a repetition penalty, or sampling with no top-k cut).
+
+    Beyond them, the logits enter only the softmax's sum: the decoder may give them less exactly
+    (vocabulary.py). A penalty is applied before any cut and can lift or sink any token, and a
+    draw with no top-k cut (top-p alone, or none) weighs the whole vocabulary.
+    """
+    widths = []
+    for row in settings:
+        if row.repetition_penalty != 1.0:
+            return None
+        cut = row.top_k if 0 < row.top_k < vocab else 0  # as pick_next_tokens cuts
+        if not row.greedy and not cut:
+            return None
+        widths.append(min(vocab, max(num_candidates, cut) + 1))  # pick_next_tokens' width: one more shows a tie
+    return max(widths, default=None)
+
+
 def pick_next_tokens(logits: torch.Tensor, previous_ids: list[torch.Tensor], settings: list[SamplingSettings],
                      generators: list[torch.Generator | None], num_candidates: int = 10) -> list[Pick]:
     """pick_next_token for every row of a batch, with the vocabulary-wide work done once for all rows.

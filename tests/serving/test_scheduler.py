@@ -29,10 +29,10 @@ class Gate:
         self.entered, self.opened = threading.Event(), threading.Event()
         original = model.decoder.decode
 
-        def held(cache, token_ids):
+        def held(cache, token_ids, exact_top=None):
             self.entered.set()
             assert self.opened.wait(DEADLINE_SECONDS), "the test never opened the gate"
-            return original(cache, token_ids)
+            return original(cache, token_ids, exact_top)
 
         monkeypatch.setattr(model.decoder, "decode", held)
 
@@ -84,11 +84,11 @@ def test_a_failed_step_ends_the_running_streams_and_the_next_request_works(engin
     original = tiny_model.decoder.decode
     failures = iter([RuntimeError("simulated failure")])
 
-    def failing_once(cache, token_ids):
+    def failing_once(cache, token_ids, exact_top=None):
         error = next(failures, None)
         if error is not None:
             raise error
-        return original(cache, token_ids)
+        return original(cache, token_ids, exact_top)
 
     monkeypatch.setattr(tiny_model.decoder, "decode", failing_once)
     ticket = engine.submit(Request(SamplingSettings(seed=0, max_new_tokens=5), "Hello"))

@@ -30,11 +30,11 @@ class Passes:
         self.entered, self.released = threading.Event(), threading.Event()
         decode, extend = model.decoder.decode, model.decoder.extend
 
-        def held_decode(cache, token_ids):
+        def held_decode(cache, token_ids, exact_top=None):
             self.decoded.append(len(token_ids))
             self.entered.set()
             assert self.released.wait(DEADLINE_SECONDS), "the test never released the engine"
-            return decode(cache, token_ids)
+            return decode(cache, token_ids, exact_top)
 
         def counted_extend(cache, rows, chunks):
             self.read.append([len(chunk) for chunk in chunks])
