@@ -171,6 +171,17 @@ MEASURED_ROWS = (1, 16)  # one student; a class decoding together
 MEASURE_REPEATS = 5  # the best of these: a busy machine slows some runs, never speeds one up
 
 
+def best_seconds(run: Callable[[], object], repeats: int = MEASURE_REPEATS) -> float:
+    """The best of `repeats` timed calls of run(), after one untimed call (a first call may build its kernel)."""
+    run()
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def product_seconds(kernel: Linear, weights: Sequence[torch.Tensor]) -> float:
     """How long `kernel` takes over `weights` (each (in, out)) at MEASURED_ROWS rows: the best of MEASURE_REPEATS."""
     total = 0.0
@@ -178,15 +189,12 @@ def product_seconds(kernel: Linear, weights: Sequence[torch.Tensor]) -> float:
         for rows in MEASURED_ROWS:
             inputs = [torch.zeros(rows, weight.shape[0], dtype=weight.dtype) for weight in weights]
             prepared = [prepare_weight(kernel, weight) for weight in weights]
-            for x, weight in zip(inputs, prepared):
-                kernel(x, weight, None, False)  # oneDNN builds its kernel for a new shape on first use
-            best = float("inf")
-            for _ in range(MEASURE_REPEATS):
-                started = time.perf_counter()
+
+            def run_all() -> None:
                 for x, weight in zip(inputs, prepared):
                     kernel(x, weight, None, False)
-                best = min(best, time.perf_counter() - started)
-            total += best
+
+            total += best_seconds(run_all)  # its untimed call: oneDNN builds its kernel for a new shape on first use
     return total
 
 

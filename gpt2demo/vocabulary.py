@@ -37,12 +37,13 @@ recompute.
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 
 import numpy
 import torch
 import torch.nn.functional as F
+
+from gpt2demo.linear import best_seconds
 
 INPUT_ROUNDING = 2.0**-11  # float16's unit roundoff: rounding a float32 to it, relative
 OUTPUT_ROUNDING = 2.0**-10 + 2.0**-24  # R: float16's output (2^-11 relative, with room), then + c in float32
@@ -150,16 +151,6 @@ def kernel_agrees(width: int = 768) -> bool:
         return False
 
 
-def best_seconds(run) -> float:
-    run()  # a first call may build its kernel
-    best = math.inf
-    for _ in range(MEASURE_REPEATS):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def screen_for(weight: torch.Tensor, full_product) -> ScreenedVocabulary | None:
     """A ScreenedVocabulary for a CPU float32 matrix where it is faster than full_product (hidden (1, C) ->
     (1, vocab)) on the model's own weights, timed here; None where it would not pay or cannot run."""
@@ -170,8 +161,8 @@ def screen_for(weight: torch.Tensor, full_product) -> ScreenedVocabulary | None:
     screen = ScreenedVocabulary(weight)
     hidden = torch.randn(1, weight.shape[1], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        screened = best_seconds(lambda: screen.logits(hidden, 16))
-        full = best_seconds(lambda: full_product(hidden))
+        screened = best_seconds(lambda: screen.logits(hidden, 16), MEASURE_REPEATS)
+        full = best_seconds(lambda: full_product(hidden), MEASURE_REPEATS)
     screen.outcomes.clear()  # a fresh screen: the timing's random row leaves no count and no offset
     screen.recomputed.clear()
     screen.offset = 0.0
